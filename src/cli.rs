@@ -1,0 +1,188 @@
+//! Command-line arguments: the clap definition and the parsers for its
+//! values.
+//!
+//! Everything here is checked before logpipe touches the disk, so a bad
+//! value exits with status 2 (clap's own) and creates nothing.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+const ABOUT: &str = "Write standard input to a log file, rolled by size into dated, numbered segments";
+
+const LONG_ABOUT: &str = "\
+logpipe sits at the far end of a pipe and writes what it reads to an active
+file. Before a write would take the active file past --size, it rolls the
+file into a finished segment, at a line boundary, and carries on in a fresh
+active file. The producing program never holds a log file handle, and
+rotation never loses or splits a line.
+
+TARGET is either a directory (an existing directory, or any path ending in
+/), in which case the active file is DIR/current (see --name), or the path
+of the active file itself. Missing directories are created.";
+
+const AFTER_HELP: &str = "\
+Example:
+  gunicorn app:wsgi --access-logfile - 2>&1 | logpipe --size 64M /var/log/app/
+
+Files:
+  ACTIVE                    the file being written (DIR/current, or TARGET)
+  ACTIVE.YYYY-MM-DD.N       finished segments; the date is the UTC day the
+                            segment was opened, N counts from 1 for each
+                            date and is never reused for this target
+  ACTIVE.lock               held while logpipe runs; holds its pid
+  ACTIVE.state              the highest N used per date, so that segments
+                            moved away or deleted never lead to a reused name
+
+A second run on the same target appends to the active file and continues
+the numbering. A line longer than --size makes one oversized segment rather
+than being cut. At end of input a final line without a newline gets one.
+
+Exit status:
+  0  end of input reached and everything written and synced
+  1  a runtime error; one line `logpipe: <what>: <why>` on stderr
+  2  bad usage";
+
+/// The raw command line, as the user typed it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "logpipe",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_HELP
+)]
+pub struct Args {
+    /// Directory (DIR/ writes DIR/current) or active file path.
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+
+    /// Name of the active file inside a directory TARGET.
+    ///
+    /// Only for a directory TARGET. By default, this is `current`.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
+
+    /// Roll the active file before a write would take it past SIZE.
+    ///
+    /// Plain bytes, or a number with K, M, G, T (or KiB, MiB, GiB, TiB):
+    /// all are powers of 1024. By default, this is 100M.
+    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
+    pub size: u64,
+
+    /// Permission bits, in octal, for files logpipe creates.
+    ///
+    /// Set exactly, whatever the umask. By default, this is 0640.
+    #[arg(long, value_name = "OCTAL", default_value = "0640", value_parser = parse_file_mode)]
+    pub mode: u32,
+
+    /// Permission bits, in octal, for directories logpipe creates.
+    ///
+    /// The umask applies, as for mkdir. By default, this is 0750.
+    #[arg(long, value_name = "OCTAL", default_value = "0750", value_parser = parse_file_mode)]
+    pub dir_mode: u32,
+}
+
+const UNITS: &[(&str, u64)] = &[
+    ("", 1),
+    ("K", 1 << 10),
+    ("KiB", 1 << 10),
+    ("M", 1 << 20),
+    ("MiB", 1 << 20),
+    ("G", 1 << 30),
+    ("GiB", 1 << 30),
+    ("T", 1 << 40),
+    ("TiB", 1 << 40),
+];
+
+/// Parses a size such as `100M`, `512K`, `1GiB` or `4096`.
+///
+/// Every suffix is a power of 1024, as in rotatelogs and s6-log. Zero is
+/// refused: a segment must be able to hold something.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, suffix) = text.split_at(digits);
+    if number.is_empty() {
+        return Err("expected a number, optionally followed by K, M, G or T".into());
+    }
+    let Some(&(_, unit)) = UNITS.iter().find(|(name, _)| *name == suffix) else {
+        return Err(format!(
+            "unknown suffix '{suffix}' (use K, M, G, T, KiB, MiB, GiB or TiB)"
+        ));
+    };
+    let number: u64 = number.parse().map_err(|_| "number too large".to_string())?;
+    let size = number
+        .checked_mul(unit)
+        .ok_or_else(|| "size too large".to_string())?;
+    if size == 0 {
+        return Err("size must be greater than zero".into());
+    }
+    Ok(size)
+}
+
+/// Parses permission bits given in octal, such as `0640` or `600`.
+pub fn parse_file_mode(text: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(text, 8)
+        .map_err(|_| "expected octal permission bits such as 0640".to_string())?;
+    if mode > 0o7777 {
+        return Err("permission bits go up to 7777".into());
+    }
+    Ok(mode)
+}
+
+/// Checks an active file name given with `--name`: one path component.
+fn parse_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text == "." || text == ".." || text.contains('/') {
+        return Err("expected a file name, without '/'".into());
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = [
+            ("1", 1),
+            ("4096", 4096),
+            ("512K", 512 << 10),
+            ("512KiB", 512 << 10),
+            ("100M", 100 << 20),
+            ("64MiB", 64 << 20),
+            ("1G", 1 << 30),
+            ("2GiB", 2 << 30),
+            ("1T", 1 << 40),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in ["", "0", "0M", "12Q", "M", "-1", "1.5M", "1 M", "99999999999999999999", "16777216T"] {
+            assert!(parse_size(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_file_mode("0640"), Ok(0o640));
+        assert_eq!(parse_file_mode("600"), Ok(0o600));
+        for bad in ["", "8", "0x1", "77777", "rw-r-----"] {
+            assert!(parse_file_mode(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name("app.log"), Ok("app.log".into()));
+        for bad in ["", ".", "..", "a/b"] {
+            assert!(parse_name(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! logpipe: a log sink for the far end of a pipe.
+//!
+//! Standard input goes to an active file that is rolled, at line
+//! boundaries, into dated and numbered segments. The binary in `main.rs`
+//! only parses arguments and reports errors; everything else is here, as a
+//! library, so that tests and benchmarks can reach the parts.
+
+pub mod app;
+pub mod cli;
+pub mod lock;
+pub mod naming;
+pub mod numbering;
+pub mod reader;
+pub mod segment;
+pub mod target;

@@ -1,0 +1,198 @@
+//! Segment numbers that are never reused.
+//!
+//! The next number for a date is one more than the highest ever used for
+//! that date on this target: the highest found on disk in any form at start,
+//! merged with what the state file remembers. The state file is what keeps
+//! a name from coming back after a shipper moved segments away or retention
+//! deleted them; downstream archives key on these names.
+//!
+//! The state file is plain text, one `YYYY-MM-DD N` line per date, replaced
+//! atomically (write a temporary, fsync, rename) each time a number is taken,
+//! and before the segment gets that name.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use jiff::civil::Date;
+
+use crate::naming::{self, SegmentId};
+use crate::target::Target;
+
+/// How many dates the state file remembers. Dates only come back after a
+/// clock step backwards; a year of them covers any step seen in practice
+/// and keeps the file, rewritten at every rotation, a few KiB.
+const REMEMBERED_DATES: usize = 366;
+
+/// The highest segment number used per date on one target.
+#[derive(Debug)]
+pub struct Numbering {
+    highest: BTreeMap<Date, u64>,
+    state: PathBuf,
+}
+
+impl Numbering {
+    /// Loads the numbering of `target`: its state file merged with a scan of
+    /// its directory. A missing state file is an empty one; lines that do
+    /// not parse are reported once and ignored.
+    pub fn load(target: &Target) -> Result<Numbering> {
+        let state = target.state();
+        let mut numbering = Numbering { highest: BTreeMap::new(), state };
+        numbering.read_state()?;
+        let entries = fs::read_dir(&target.dir)
+            .with_context(|| format!("unable to list {}", target.dir.display()))?;
+        let active = target.name.as_bytes();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("unable to list {}", target.dir.display()))?;
+            if let Some((id, _suffix)) = naming::parse(active, entry.file_name().as_bytes()) {
+                numbering.note(id);
+            }
+        }
+        Ok(numbering)
+    }
+
+    fn read_state(&mut self) -> Result<()> {
+        let text = match fs::read(&self.state) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("unable to read {}", self.state.display())),
+        };
+        let mut bad_lines = 0;
+        for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+            match parse_state_line(line) {
+                Some(id) => self.note(id),
+                None => bad_lines += 1,
+            }
+        }
+        if bad_lines > 0 {
+            eprintln!(
+                "logpipe: warning: ignoring {bad_lines} unreadable line(s) in {}",
+                self.state.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Records that `id` is in use, so no later segment takes its number.
+    pub fn note(&mut self, id: SegmentId) {
+        let highest = self.highest.entry(id.date).or_insert(0);
+        *highest = (*highest).max(id.n);
+    }
+
+    /// Takes the next number for `date` and records it in the state file
+    /// before anything is named after it.
+    pub fn take(&mut self, date: Date) -> Result<SegmentId> {
+        let highest = self.highest.entry(date).or_insert(0);
+        *highest += 1;
+        let id = SegmentId { date, n: *highest };
+        while self.highest.len() > REMEMBERED_DATES {
+            self.highest.pop_first();
+        }
+        self.write_state()?;
+        Ok(id)
+    }
+
+    fn write_state(&self) -> Result<()> {
+        let mut text = Vec::with_capacity(self.highest.len() * 16);
+        for (date, n) in &self.highest {
+            writeln!(text, "{date} {n}").expect("writing to a Vec cannot fail");
+        }
+        let mut tmp = self.state.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_data()?;
+            fs::rename(&tmp, &self.state)
+        };
+        write().with_context(|| format!("unable to write {}", self.state.display()))
+    }
+}
+
+/// Parses one `YYYY-MM-DD N` line of the state file.
+fn parse_state_line(line: &[u8]) -> Option<SegmentId> {
+    // Reuse the segment name parser: `x.YYYY-MM-DD.N` is a segment of `x`.
+    let space = line.iter().position(|&b| b == b' ')?;
+    let mut name = b"x.".to_vec();
+    name.extend_from_slice(&line[..space]);
+    name.push(b'.');
+    name.extend_from_slice(&line[space + 1..]);
+    match naming::parse(b"x", &name) {
+        Some((id, b"")) => Some(id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+    use std::path::Path;
+
+    fn target(dir: &Path) -> Target {
+        Target::resolve(&dir.join("app.log"), None).unwrap()
+    }
+
+    #[test]
+    fn empty_directory_starts_at_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut numbering = Numbering::load(&target(dir.path())).unwrap();
+        let day = date(2026, 11, 21);
+        assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 1 });
+        assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 2 });
+        let other = date(2026, 11, 22);
+        assert_eq!(numbering.take(other).unwrap(), SegmentId { date: other, n: 1 });
+    }
+
+    #[test]
+    fn files_in_any_form_claim_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["app.log.2026-11-21.3.gz", "app.log.2026-11-21.5.gz.tmp", "app.log.2026-11-21.9x", "other.2026-11-21.40"] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        let mut numbering = Numbering::load(&target(dir.path())).unwrap();
+        assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 6);
+    }
+
+    #[test]
+    fn state_file_outlives_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let day = date(2026, 11, 21);
+        let mut numbering = Numbering::load(&t).unwrap();
+        for _ in 0..4 {
+            numbering.take(day).unwrap();
+        }
+        // No segment exists on disk, yet the numbers are remembered.
+        let mut numbering = Numbering::load(&t).unwrap();
+        assert_eq!(numbering.take(day).unwrap().n, 5);
+        assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21 5\n");
+    }
+
+    #[test]
+    fn unreadable_state_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        fs::write(t.state(), "garbage\n2026-11-21 7\n2026-11-21\n2026-02-30 4\n").unwrap();
+        let mut numbering = Numbering::load(&t).unwrap();
+        assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 8);
+    }
+
+    #[test]
+    fn state_file_keeps_recent_dates_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let mut numbering = Numbering::load(&t).unwrap();
+        let first = date(2020, 1, 1);
+        for days in 0..400 {
+            numbering.take(first + jiff::Span::new().days(days)).unwrap();
+        }
+        let text = fs::read_to_string(t.state()).unwrap();
+        assert_eq!(text.lines().count(), REMEMBERED_DATES);
+        assert!(!text.contains("2020-01-01 "));
+    }
+}

@@ -1,0 +1,174 @@
+//! Standard input cut into runs of whole lines.
+//!
+//! One reused buffer, filled by large `read(2)` calls. Each call to
+//! [`LineReader::next`] hands out everything up to the last newline read so
+//! far, found with one `memrchr` over the new bytes; the unfinished tail is
+//! moved to the front of the buffer and completed by the next read, as in
+//! ripgrep's line buffer. There is no per-line work and no allocation after
+//! the buffer.
+//!
+//! A line longer than the buffer is handed out in buffer-sized pieces as it
+//! arrives rather than held whole, so memory stays bounded whatever the
+//! line length. Nothing complete is ever held back waiting for more input:
+//! a run is handed out as soon as a read ends it with a newline.
+
+use std::io::{self, Read};
+
+use memchr::memrchr;
+
+/// The read buffer's size. Large enough that a fast producer costs few
+/// system calls (one `read` and one `write` per 256 KiB), small enough to
+/// keep the resident size to a few MiB.
+pub const BUFFER_SIZE: usize = 256 * 1024;
+
+/// Cuts a byte stream into runs of whole lines.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    source: R,
+    buf: Box<[u8]>,
+    /// `buf[..filled]` holds bytes read and not yet handed out, once the
+    /// previous run (`buf[..handed_out]`) has been dropped from the front.
+    filled: usize,
+    /// Length of the run handed out by the last call, removed at the start
+    /// of the next one.
+    handed_out: usize,
+    eof: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Reads from `source` through a buffer of [`BUFFER_SIZE`] bytes.
+    pub fn new(source: R) -> LineReader<R> {
+        LineReader::with_capacity(source, BUFFER_SIZE)
+    }
+
+    /// Reads from `source` through a buffer of `capacity` bytes (at least 1).
+    pub fn with_capacity(source: R, capacity: usize) -> LineReader<R> {
+        LineReader {
+            source,
+            buf: vec![0; capacity.max(1)].into_boxed_slice(),
+            filled: 0,
+            handed_out: 0,
+            eof: false,
+        }
+    }
+
+    /// The next bytes to write, or `None` at end of input.
+    ///
+    /// A run is one or more whole lines; or a piece of a line that does not
+    /// fit in the buffer; or, at end of input, a last line without its
+    /// newline. Blocks until one of those is available.
+    pub fn next(&mut self) -> io::Result<Option<&[u8]>> {
+        if self.handed_out > 0 {
+            self.buf.copy_within(self.handed_out..self.filled, 0);
+            self.filled -= self.handed_out;
+            self.handed_out = 0;
+        }
+        loop {
+            if self.eof {
+                return Ok(self.hand_out(self.filled));
+            }
+            if self.filled == self.buf.len() {
+                // A line longer than the buffer: pass this piece on.
+                return Ok(self.hand_out(self.filled));
+            }
+            let n = match self.source.read(&mut self.buf[self.filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.eof = true;
+                continue;
+            }
+            let start = self.filled;
+            self.filled += n;
+            if let Some(i) = memrchr(b'\n', &self.buf[start..self.filled]) {
+                return Ok(self.hand_out(start + i + 1));
+            }
+        }
+    }
+
+    fn hand_out(&mut self, len: usize) -> Option<&[u8]> {
+        self.handed_out = len;
+        (len > 0).then(|| &self.buf[..len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that returns at most `step` bytes per read, as a pipe fed by
+    /// a slow producer does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn runs(data: &[u8], capacity: usize, step: usize) -> Vec<Vec<u8>> {
+        let mut reader = LineReader::with_capacity(Trickle { data, step }, capacity);
+        let mut runs = Vec::new();
+        while let Some(run) = reader.next().unwrap() {
+            runs.push(run.to_vec());
+        }
+        runs
+    }
+
+    #[test]
+    fn edges() {
+        let empty: Vec<Vec<u8>> = vec![];
+        assert_eq!(runs(b"", 16, 16), empty);
+        assert_eq!(runs(b"\n", 16, 16), [b"\n".to_vec()]);
+        assert_eq!(runs(b"a\nb", 16, 16), [b"a\n".to_vec(), b"b".to_vec()]);
+        assert_eq!(runs(b"a\nb\n", 16, 16), [b"a\nb\n".to_vec()]);
+    }
+
+    #[test]
+    fn runs_end_at_newlines_until_a_line_outgrows_the_buffer() {
+        assert_eq!(
+            runs(b"ab\ncdefghij\nk\n", 4, 16),
+            [b"ab\n".to_vec(), b"cdef".to_vec(), b"ghij".to_vec(), b"\nk\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn any_buffer_and_read_size_reproduce_the_input() {
+        let data: Vec<u8> = (0..2000u32).flat_map(|i| vec![b'x'; (i % 37) as usize].into_iter().chain([b'\n'])).collect();
+        for capacity in [1, 2, 7, 64, 4096] {
+            for step in [1, 3, 100, 10_000] {
+                let got = runs(&data, capacity, step);
+                assert_eq!(got.concat(), data, "capacity {capacity}, step {step}");
+                for run in &got {
+                    assert!(run.ends_with(b"\n") || run.len() == capacity, "capacity {capacity}, step {step}");
+                    assert!(run.len() <= capacity);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interrupted_reads_are_retried() {
+        struct Flaky(bool, &'static [u8]);
+        impl Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 = !self.0;
+                if self.0 {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                Trickle { data: std::mem::take(&mut self.1), step: usize::MAX }.read(buf)
+            }
+        }
+        let mut reader = LineReader::with_capacity(Flaky(false, b"a\n"), 8);
+        assert_eq!(reader.next().unwrap(), Some(&b"a\n"[..]));
+        assert_eq!(reader.next().unwrap(), None);
+    }
+}

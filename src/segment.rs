@@ -1,0 +1,394 @@
+//! The active file and its rotation into finished segments.
+//!
+//! Invariants kept here:
+//! - a segment is cut only at a line boundary, and a segment that would
+//!   pass the size limit holds exactly one line;
+//! - no segment is ever empty;
+//! - a segment is fsynced before it gets its final name, and that name
+//!   never replaces an existing file: the active file is hard-linked to it
+//!   (the link fails rather than replace) and only then unlinked, as
+//!   multilog and s6-log do. A crash between the two leaves one inode under
+//!   both names; [`Segment::open`] recognises that and drops the active name.
+//!
+//! Time is a parameter (`now`) of every call, never read here, so that the
+//! date arithmetic can be driven by tests.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use memchr::{memchr, memrchr};
+
+use crate::naming;
+use crate::numbering::Numbering;
+use crate::target::Target;
+
+/// The active file being written, with what rotation needs to know of it.
+#[derive(Debug)]
+pub struct Segment {
+    target: Target,
+    active: PathBuf,
+    numbering: Numbering,
+    file: File,
+    /// Bytes in the active file.
+    written: u64,
+    /// The active file ends inside a line (its last byte is not `\n`), so it
+    /// may not be rolled until that line is finished.
+    mid_line: bool,
+    /// The date of the active file's first byte; `None` while it is empty.
+    opened: Option<Date>,
+    /// Roll before a write would take the active file past this many bytes.
+    limit: u64,
+    /// Permission bits for files created here.
+    mode: u32,
+    /// The zone of the dates in segment names.
+    tz: TimeZone,
+}
+
+impl Segment {
+    /// Opens the active file of `target` for appending, creating it if
+    /// missing.
+    ///
+    /// An existing active file is continued: its date is the day it was last
+    /// written, and a last line left unfinished by a crash is closed with a
+    /// newline so that it never fuses with the next line. An active file
+    /// that is also a finished segment (a crash between link and unlink) is
+    /// left to the segment and a fresh active file started.
+    pub fn open(target: Target, numbering: Numbering, limit: u64, mode: u32, now: Timestamp) -> Result<Segment> {
+        let active = target.active();
+        let tz = TimeZone::UTC;
+        let file = match open_active(&active, mode)? {
+            file if is_also_a_segment(&target, &file)? => {
+                eprintln!(
+                    "logpipe: info: removing {}: an interrupted rotation left it as a second name of a finished segment",
+                    active.display()
+                );
+                fs::remove_file(&active).with_context(|| format!("unable to remove {}", active.display()))?;
+                open_active(&active, mode)?
+            }
+            file => file,
+        };
+        let meta = file.metadata().with_context(|| format!("unable to stat {}", active.display()))?;
+        let mut segment = Segment {
+            target,
+            active,
+            numbering,
+            file,
+            written: meta.len(),
+            mid_line: false,
+            opened: None,
+            limit,
+            mode,
+            tz,
+        };
+        if meta.len() > 0 {
+            let last_written = meta.modified().ok().and_then(|t| Timestamp::try_from(t).ok()).unwrap_or(now);
+            segment.opened = Some(segment.date(last_written));
+            let mut last = [0u8];
+            segment
+                .file
+                .read_exact_at(&mut last, meta.len() - 1)
+                .with_context(|| format!("unable to read {}", segment.active.display()))?;
+            if last[0] != b'\n' {
+                segment.append(now, b"\n")?;
+            }
+        }
+        Ok(segment)
+    }
+
+    /// Writes `data`, rolling the active file at line boundaries so that it
+    /// never passes the size limit, unless it holds a single line longer than
+    /// the limit.
+    ///
+    /// The common case, where `data` fits, is one `write(2)`; only when the
+    /// limit falls inside `data` is the cut searched for.
+    pub fn write(&mut self, now: Timestamp, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let room = self.limit.saturating_sub(self.written);
+            if data.len() as u64 <= room {
+                return self.append(now, data);
+            }
+            // `room` < `data.len()`, so it fits in a usize.
+            let cut = match memrchr(b'\n', &data[..room as usize]) {
+                // Whole lines that fit; the rest goes on after rolling.
+                Some(i) => i + 1,
+                // The line under way, or the first line of an empty file, is
+                // longer than the room: it is never cut, so it finishes here
+                // and makes this segment oversized.
+                None if self.mid_line || self.written == 0 => memchr(b'\n', data).map_or(data.len(), |i| i + 1),
+                None => {
+                    self.roll(now)?;
+                    continue;
+                }
+            };
+            self.append(now, &data[..cut])?;
+            data = &data[cut..];
+        }
+        Ok(())
+    }
+
+    /// Ends input: finishes a last line without a newline and syncs the
+    /// active file. It stays in place, to be continued by the next run.
+    pub fn close(mut self, now: Timestamp) -> Result<()> {
+        if self.mid_line {
+            self.append(now, b"\n")?;
+        }
+        self.file.sync_data().with_context(|| format!("unable to sync {}", self.active.display()))
+    }
+
+    /// Appends bytes to the active file with one `write(2)` (more only if
+    /// the kernel writes less than asked).
+    fn append(&mut self, now: Timestamp, bytes: &[u8]) -> Result<()> {
+        if self.written == 0 {
+            self.opened = Some(self.date(now));
+        }
+        self.file
+            .write_all(bytes)
+            .with_context(|| format!("unable to write {}", self.active.display()))?;
+        self.written += bytes.len() as u64;
+        if let Some(&last) = bytes.last() {
+            self.mid_line = last != b'\n';
+        }
+        Ok(())
+    }
+
+    /// Finishes the active file as a segment named after the day it was
+    /// opened, and starts a new, empty active file. Does nothing to an
+    /// empty file: segments are never empty.
+    fn roll(&mut self, now: Timestamp) -> Result<()> {
+        if self.written == 0 {
+            return Ok(());
+        }
+        debug_assert!(!self.mid_line, "rolling inside a line; this is a bug in logpipe");
+        self.file.sync_data().with_context(|| format!("unable to sync {}", self.active.display()))?;
+        let date = self.opened.unwrap_or_else(|| self.date(now));
+        loop {
+            let id = self.numbering.take(date)?;
+            let finished = self.target.segment(id);
+            match fs::hard_link(&self.active, &finished) {
+                Ok(()) => break,
+                // Somebody else's file has that name: leave it, take the next.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("unable to link {} to {}", self.active.display(), finished.display())
+                    });
+                }
+            }
+        }
+        fs::remove_file(&self.active).with_context(|| format!("unable to remove {}", self.active.display()))?;
+        self.file = open_active(&self.active, self.mode)?;
+        self.written = 0;
+        self.mid_line = false;
+        self.opened = None;
+        Ok(())
+    }
+
+    fn date(&self, at: Timestamp) -> Date {
+        self.tz.to_datetime(at).date()
+    }
+}
+
+/// Opens the active file for appending, creating it with exactly `mode`
+/// (whatever the umask) when it does not exist.
+fn open_active(path: &Path, mode: u32) -> Result<File> {
+    let context = || format!("unable to open {}", path.display());
+    match OpenOptions::new().read(true).append(true).create_new(true).mode(mode).open(path) {
+        Ok(file) => {
+            file.set_permissions(Permissions::from_mode(mode)).with_context(context)?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().read(true).append(true).open(path).with_context(context)
+        }
+        Err(e) => Err(e).with_context(context),
+    }
+}
+
+/// Whether the open active file is also linked as one of the target's
+/// finished segments, which only an interrupted rotation leaves behind.
+fn is_also_a_segment(target: &Target, file: &File) -> Result<bool> {
+    let meta = file.metadata().with_context(|| format!("unable to stat {}", target.active().display()))?;
+    if meta.nlink() < 2 {
+        return Ok(false);
+    }
+    let entries = fs::read_dir(&target.dir).with_context(|| format!("unable to list {}", target.dir.display()))?;
+    for entry in entries.flatten() {
+        if !matches!(naming::parse(target.name.as_bytes(), entry.file_name().as_bytes()), Some((_, b""))) {
+            continue;
+        }
+        if let Ok(other) = entry.metadata()
+            && other.dev() == meta.dev()
+            && other.ino() == meta.ino()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        target: Target,
+        now: Timestamp,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let target = Target::resolve(&dir.path().join("current"), None).unwrap();
+            let now: Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
+            Fixture { dir, target, now }
+        }
+
+        fn open(&self, limit: u64) -> Segment {
+            let numbering = Numbering::load(&self.target).unwrap();
+            Segment::open(self.target.clone(), numbering, limit, 0o640, self.now).unwrap()
+        }
+
+        /// Finished segments in order, then the active file.
+        fn files(&self) -> Vec<(String, Vec<u8>)> {
+            let mut segments: Vec<_> = fs::read_dir(self.dir.path())
+                .unwrap()
+                .filter_map(|e| {
+                    let name = e.unwrap().file_name();
+                    let (id, _) = naming::parse(b"current", name.as_bytes())?;
+                    Some((id, name.to_string_lossy().into_owned()))
+                })
+                .collect();
+            segments.sort();
+            let mut files: Vec<_> =
+                segments.into_iter().map(|(_, name)| (name.clone(), fs::read(self.dir.path().join(&name)).unwrap())).collect();
+            files.push(("current".into(), fs::read(self.target.active()).unwrap()));
+            files
+        }
+
+        fn contents(&self) -> Vec<String> {
+            self.files().into_iter().map(|(_, bytes)| String::from_utf8(bytes).unwrap()).collect()
+        }
+    }
+
+    #[test]
+    fn fitting_writes_stay_in_one_file() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(10);
+        seg.write(fx.now, b"abc\n").unwrap();
+        seg.write(fx.now, b"defgh\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["abc\ndefgh\n"]);
+    }
+
+    #[test]
+    fn cuts_at_the_last_line_that_fits() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(10);
+        seg.write(fx.now, b"aaa\nbbb\ncc\ndd\neeeee\nf\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["aaa\nbbb\n", "cc\ndd\n", "eeeee\nf\n"]);
+        let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["current.2026-11-21.1", "current.2026-11-21.2", "current"]);
+    }
+
+    #[test]
+    fn long_line_makes_one_oversized_segment() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(4);
+        seg.write(fx.now, b"ab\n0123456789\ncd\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["ab\n", "0123456789\n", "cd\n"]);
+    }
+
+    #[test]
+    fn line_streamed_in_pieces_is_not_cut() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(4);
+        for piece in [&b"ab\n01"[..], b"2345", b"6789", b"\ncd\n"] {
+            seg.write(fx.now, piece).unwrap();
+        }
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["ab\n", "0123456789\n", "cd\n"]);
+    }
+
+    #[test]
+    fn empty_lines_and_exact_fit() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(3);
+        seg.write(fx.now, b"\n\n\n\nab\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["\n\n\n", "\n", "ab\n"]);
+    }
+
+    #[test]
+    fn close_finishes_the_last_line() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(100);
+        seg.write(fx.now, b"a\nno newline").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["a\nno newline\n"]);
+    }
+
+    #[test]
+    fn reopen_appends_and_closes_a_torn_line() {
+        let fx = Fixture::new();
+        fs::write(fx.target.active(), b"torn").unwrap();
+        let mut seg = fx.open(100);
+        seg.write(fx.now, b"next\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["torn\nnext\n"]);
+    }
+
+    #[test]
+    fn never_replaces_an_existing_name() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(4);
+        // Planted after the numbering was loaded: only the link can see it.
+        fs::write(fx.dir.path().join("current.2026-11-21.2"), b"planted").unwrap();
+        seg.write(fx.now, b"aaa\nbbb\nccc\n").unwrap();
+        seg.close(fx.now).unwrap();
+        let files = fx.files();
+        let got: Vec<_> = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+        assert_eq!(
+            got,
+            [
+                ("current.2026-11-21.1", &b"aaa\n"[..]),
+                ("current.2026-11-21.2", b"planted"),
+                ("current.2026-11-21.3", b"bbb\n"),
+                ("current", b"ccc\n"),
+            ]
+        );
+    }
+
+    #[test]
+    fn interrupted_rotation_is_completed_at_open() {
+        let fx = Fixture::new();
+        fs::write(fx.target.active(), b"done\n").unwrap();
+        fs::hard_link(fx.target.active(), fx.dir.path().join("current.2026-11-20.4")).unwrap();
+        let mut seg = fx.open(100);
+        seg.write(fx.now, b"new\n").unwrap();
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["done\n", "new\n"]);
+    }
+
+    #[test]
+    fn new_files_get_the_mode_exactly() {
+        let fx = Fixture::new();
+        let numbering = Numbering::load(&fx.target).unwrap();
+        let mut seg = Segment::open(fx.target.clone(), numbering, 2, 0o604, fx.now).unwrap();
+        seg.write(fx.now, b"a\nb\n").unwrap();
+        seg.close(fx.now).unwrap();
+        for name in ["current", "current.2026-11-21.1"] {
+            let mode = fs::metadata(fx.dir.path().join(name)).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o604, "{name}");
+        }
+    }
+}

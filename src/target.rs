@@ -1,0 +1,133 @@
+//! Where the files live: the active file, its directory, and the names
+//! derived from it (segments, lock, state).
+//!
+//! Every file logpipe writes sits in the active file's directory and starts
+//! with the active file's name, so one directory can hold several targets
+//! (`app.log`, `worker.log`) without them touching each other's files.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::naming::SegmentId;
+
+/// The active file name used for a directory target without `--name`.
+pub const DEFAULT_NAME: &str = "current";
+
+/// The resolved paths of one target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The directory holding the active file and its segments.
+    pub dir: PathBuf,
+    /// The active file's name within `dir`, and the prefix of every
+    /// segment name.
+    pub name: OsString,
+}
+
+/// Why a TARGET and `--name` do not make a target.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TargetError {
+    /// `--name` was given, but TARGET names a file, not a directory.
+    NameWithFileTarget,
+    /// TARGET has no file name (`..`, `/`).
+    NoFileName,
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::NameWithFileTarget => f.write_str(
+                "--name only applies when TARGET is a directory (ends in / or exists as one)",
+            ),
+            TargetError::NoFileName => f.write_str("TARGET names no file; end it in / to use it as a directory"),
+        }
+    }
+}
+
+impl Target {
+    /// Resolves TARGET: a path ending in `/` or an existing directory holds
+    /// `name` (default `current`); anything else is the active file.
+    pub fn resolve(target: &Path, name: Option<&str>) -> Result<Target, TargetError> {
+        let is_dir = target.as_os_str().as_bytes().ends_with(b"/") || target.is_dir();
+        if is_dir {
+            let name = name.unwrap_or(DEFAULT_NAME);
+            return Ok(Target { dir: target.to_path_buf(), name: name.into() });
+        }
+        if name.is_some() {
+            return Err(TargetError::NameWithFileTarget);
+        }
+        let Some(file_name) = target.file_name() else {
+            return Err(TargetError::NoFileName);
+        };
+        let dir = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Target { dir, name: file_name.to_os_string() })
+    }
+
+    /// The active file.
+    pub fn active(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    /// The lock file, held for as long as logpipe runs on this target.
+    pub fn lock(&self) -> PathBuf {
+        self.sibling(".lock")
+    }
+
+    /// The state file remembering the highest segment number per date.
+    pub fn state(&self) -> PathBuf {
+        self.sibling(".state")
+    }
+
+    /// The path of a finished, uncompressed segment.
+    pub fn segment(&self, id: SegmentId) -> PathBuf {
+        self.sibling(&format!(".{id}"))
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.name.clone().into_vec();
+        name.extend_from_slice(suffix.as_bytes());
+        self.dir.join(OsStr::from_bytes(&name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(target: &str, name: Option<&str>) -> (String, String) {
+        let t = Target::resolve(Path::new(target), name).unwrap();
+        (t.dir.display().to_string(), t.name.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn directory_targets() {
+        assert_eq!(resolve("/nonexistent-logpipe/app/", None), ("/nonexistent-logpipe/app/".into(), "current".into()));
+        assert_eq!(resolve("/nonexistent-logpipe/app/", Some("web")), ("/nonexistent-logpipe/app/".into(), "web".into()));
+        // An existing directory needs no trailing slash.
+        assert_eq!(resolve("/", None), ("/".into(), "current".into()));
+    }
+
+    #[test]
+    fn file_targets() {
+        assert_eq!(resolve("/nonexistent-logpipe/app.log", None), ("/nonexistent-logpipe".into(), "app.log".into()));
+        assert_eq!(resolve("app.log", None), (".".into(), "app.log".into()));
+        assert_eq!(
+            Target::resolve(Path::new("/nonexistent-logpipe/app.log"), Some("x")).unwrap_err(),
+            TargetError::NameWithFileTarget
+        );
+        assert_eq!(Target::resolve(Path::new("/nonexistent-logpipe/.."), None).unwrap_err(), TargetError::NoFileName);
+    }
+
+    #[test]
+    fn derived_names() {
+        let t = Target::resolve(Path::new("/var/log/app.log"), None).unwrap();
+        assert_eq!(t.active(), Path::new("/var/log/app.log"));
+        assert_eq!(t.lock(), Path::new("/var/log/app.log.lock"));
+        assert_eq!(t.state(), Path::new("/var/log/app.log.state"));
+        let id = SegmentId { date: jiff::civil::date(2026, 11, 21), n: 3 };
+        assert_eq!(t.segment(id), Path::new("/var/log/app.log.2026-11-21.3"));
+    }
+}
