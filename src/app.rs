@@ -5,7 +5,7 @@ use std::fs::{DirBuilder, File};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
@@ -33,7 +33,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
     let mut reader = LineReader::new(stdin);
-    while let Some(run) = reader.next().context("unable to read standard input")? {
+    while let Some(run) = reader.next_run().context("unable to read standard input")? {
         segment.write(Timestamp::now(), run)?;
     }
     segment.close(Timestamp::now())
@@ -43,8 +43,14 @@ pub fn run(args: Args, target: Target) -> Result<()> {
 fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     let created = DirBuilder::new().recursive(true).mode(mode).create(dir);
     // mkdir's EEXIST for an existing file would read as nonsense here.
-    if dir.exists() && !dir.is_dir() {
-        bail!("unable to create directory {}: a file of that name exists", dir.display());
+    // (Rebuilding from components drops a trailing `/`, which makes stat
+    // fail with ENOTDIR instead of seeing the file.)
+    let plain: PathBuf = dir.components().collect();
+    if plain.exists() && !plain.is_dir() {
+        bail!(
+            "unable to create directory {}: a file of that name exists",
+            dir.display()
+        );
     }
     created.with_context(|| format!("unable to create directory {}", dir.display()))
 }
@@ -52,7 +58,10 @@ fn create_dir(dir: &Path, mode: u32) -> Result<()> {
 /// Standard input as a plain `File`, read without std's 8 KiB `BufReader`
 /// in between (the reader has its own, larger buffer).
 fn stdin_file() -> Result<File> {
-    let fd = io::stdin().as_fd().try_clone_to_owned().context("unable to use standard input")?;
+    let fd = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("unable to use standard input")?;
     Ok(File::from(fd))
 }
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-const ABOUT: &str = "Write standard input to a log file, rolled by size into dated, numbered segments";
+const ABOUT: &str =
+    "Write standard input to a log file, rolled by size into dated, numbered segments";
 
 const LONG_ABOUT: &str = "\
 logpipe sits at the far end of a pipe and writes what it reads to an active
@@ -164,7 +165,18 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_size(text), Ok(want), "{text}");
         }
-        for bad in ["", "0", "0M", "12Q", "M", "-1", "1.5M", "1 M", "99999999999999999999", "16777216T"] {
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "12Q",
+            "M",
+            "-1",
+            "1.5M",
+            "1 M",
+            "99999999999999999999",
+            "16777216T",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -39,7 +39,10 @@ pub fn acquire(path: &Path, mode: u32) -> Result<Lock> {
             if holder.is_empty() {
                 bail!("unable to lock {}: held by another process", path.display());
             }
-            bail!("unable to lock {}: held by pid {holder}, another logpipe on this target", path.display());
+            bail!(
+                "unable to lock {}: held by pid {holder}, another logpipe on this target",
+                path.display()
+            );
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("unable to lock {}", path.display()));
@@ -65,7 +68,10 @@ mod tests {
         let held = acquire(&path, 0o640).unwrap();
         let err = acquire(&path, 0o640).unwrap_err();
         let message = format!("{err:#}");
-        assert!(message.contains(&format!("held by pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("held by pid {}", std::process::id())),
+            "{message}"
+        );
         drop(held);
         acquire(&path, 0o640).expect("lock is free again once dropped");
     }

@@ -71,12 +71,19 @@ mod tests {
     use jiff::civil::date;
 
     fn id(y: i16, m: i8, d: i8, n: u64) -> SegmentId {
-        SegmentId { date: date(y, m, d), n }
+        SegmentId {
+            date: date(y, m, d),
+            n,
+        }
     }
 
     #[test]
     fn format_and_parse_round_trip() {
-        for seg in [id(2026, 11, 21, 1), id(2024, 2, 29, 10), id(1999, 12, 31, 123456)] {
+        for seg in [
+            id(2026, 11, 21, 1),
+            id(2024, 2, 29, 10),
+            id(1999, 12, 31, 123456),
+        ] {
             let name = format!("current.{seg}");
             assert_eq!(parse(b"current", name.as_bytes()), Some((seg, &b""[..])));
         }
@@ -88,7 +95,10 @@ mod tests {
         let seg = id(2026, 11, 21, 7);
         for suffix in [".gz", ".gz.tmp", ".tmp"] {
             let name = format!("app.log.2026-11-21.7{suffix}");
-            assert_eq!(parse(b"app.log", name.as_bytes()), Some((seg, suffix.as_bytes())));
+            assert_eq!(
+                parse(b"app.log", name.as_bytes()),
+                Some((seg, suffix.as_bytes()))
+            );
         }
     }
 
@@ -116,8 +126,19 @@ mod tests {
 
     #[test]
     fn order_is_by_date_then_number() {
-        let mut ids = vec![id(2026, 11, 21, 10), id(2026, 11, 21, 9), id(2026, 11, 20, 11)];
+        let mut ids = vec![
+            id(2026, 11, 21, 10),
+            id(2026, 11, 21, 9),
+            id(2026, 11, 20, 11),
+        ];
         ids.sort();
-        assert_eq!(ids, vec![id(2026, 11, 20, 11), id(2026, 11, 21, 9), id(2026, 11, 21, 10)]);
+        assert_eq!(
+            ids,
+            vec![
+                id(2026, 11, 20, 11),
+                id(2026, 11, 21, 9),
+                id(2026, 11, 21, 10)
+            ]
+        );
     }
 }

@@ -40,13 +40,17 @@ impl Numbering {
     /// not parse are reported once and ignored.
     pub fn load(target: &Target) -> Result<Numbering> {
         let state = target.state();
-        let mut numbering = Numbering { highest: BTreeMap::new(), state };
+        let mut numbering = Numbering {
+            highest: BTreeMap::new(),
+            state,
+        };
         numbering.read_state()?;
         let entries = fs::read_dir(&target.dir)
             .with_context(|| format!("unable to list {}", target.dir.display()))?;
         let active = target.name.as_bytes();
         for entry in entries {
-            let entry = entry.with_context(|| format!("unable to list {}", target.dir.display()))?;
+            let entry =
+                entry.with_context(|| format!("unable to list {}", target.dir.display()))?;
             if let Some((id, _suffix)) = naming::parse(active, entry.file_name().as_bytes()) {
                 numbering.note(id);
             }
@@ -58,7 +62,9 @@ impl Numbering {
         let text = match fs::read(&self.state) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("unable to read {}", self.state.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("unable to read {}", self.state.display()));
+            }
         };
         let mut bad_lines = 0;
         for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
@@ -145,13 +151,21 @@ mod tests {
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 1 });
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 2 });
         let other = date(2026, 11, 22);
-        assert_eq!(numbering.take(other).unwrap(), SegmentId { date: other, n: 1 });
+        assert_eq!(
+            numbering.take(other).unwrap(),
+            SegmentId { date: other, n: 1 }
+        );
     }
 
     #[test]
     fn files_in_any_form_claim_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["app.log.2026-11-21.3.gz", "app.log.2026-11-21.5.gz.tmp", "app.log.2026-11-21.9x", "other.2026-11-21.40"] {
+        for name in [
+            "app.log.2026-11-21.3.gz",
+            "app.log.2026-11-21.5.gz.tmp",
+            "app.log.2026-11-21.9x",
+            "other.2026-11-21.40",
+        ] {
             fs::write(dir.path().join(name), "").unwrap();
         }
         let mut numbering = Numbering::load(&target(dir.path())).unwrap();
@@ -177,7 +191,11 @@ mod tests {
     fn unreadable_state_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
-        fs::write(t.state(), "garbage\n2026-11-21 7\n2026-11-21\n2026-02-30 4\n").unwrap();
+        fs::write(
+            t.state(),
+            "garbage\n2026-11-21 7\n2026-11-21\n2026-02-30 4\n",
+        )
+        .unwrap();
         let mut numbering = Numbering::load(&t).unwrap();
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 8);
     }
@@ -189,7 +207,9 @@ mod tests {
         let mut numbering = Numbering::load(&t).unwrap();
         let first = date(2020, 1, 1);
         for days in 0..400 {
-            numbering.take(first + jiff::Span::new().days(days)).unwrap();
+            numbering
+                .take(first + jiff::Span::new().days(days))
+                .unwrap();
         }
         let text = fs::read_to_string(t.state()).unwrap();
         assert_eq!(text.lines().count(), REMEMBERED_DATES);

@@ -1,7 +1,7 @@
 //! Standard input cut into runs of whole lines.
 //!
 //! One reused buffer, filled by large `read(2)` calls. Each call to
-//! [`LineReader::next`] hands out everything up to the last newline read so
+//! [`LineReader::next_run`] hands out everything up to the last newline read so
 //! far, found with one `memrchr` over the new bytes; the unfinished tail is
 //! moved to the front of the buffer and completed by the next read, as in
 //! ripgrep's line buffer. There is no per-line work and no allocation after
@@ -9,7 +9,8 @@
 //!
 //! A line longer than the buffer is handed out in buffer-sized pieces as it
 //! arrives rather than held whole, so memory stays bounded whatever the
-//! line length. Nothing complete is ever held back waiting for more input:
+//! line length. At end of input, a last line without a newline gets one,
+//! so every run handed out ends in a newline except such pieces. Nothing complete is ever held back waiting for more input:
 //! a run is handed out as soon as a read ends it with a newline.
 
 use std::io::{self, Read};
@@ -25,13 +26,18 @@ pub const BUFFER_SIZE: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct LineReader<R> {
     source: R,
+    /// The buffer: `capacity` bytes for reading, and one more for the
+    /// newline added to an unfinished last line.
     buf: Box<[u8]>,
+    capacity: usize,
     /// `buf[..filled]` holds bytes read and not yet handed out, once the
     /// previous run (`buf[..handed_out]`) has been dropped from the front.
     filled: usize,
     /// Length of the run handed out by the last call, removed at the start
     /// of the next one.
     handed_out: usize,
+    /// The last run handed out ended inside a line.
+    unfinished: bool,
     eof: bool,
 }
 
@@ -43,21 +49,23 @@ impl<R: Read> LineReader<R> {
 
     /// Reads from `source` through a buffer of `capacity` bytes (at least 1).
     pub fn with_capacity(source: R, capacity: usize) -> LineReader<R> {
+        let capacity = capacity.max(1);
         LineReader {
             source,
-            buf: vec![0; capacity.max(1)].into_boxed_slice(),
+            buf: vec![0; capacity + 1].into_boxed_slice(),
+            capacity,
             filled: 0,
             handed_out: 0,
+            unfinished: false,
             eof: false,
         }
     }
 
     /// The next bytes to write, or `None` at end of input.
     ///
-    /// A run is one or more whole lines; or a piece of a line that does not
-    /// fit in the buffer; or, at end of input, a last line without its
-    /// newline. Blocks until one of those is available.
-    pub fn next(&mut self) -> io::Result<Option<&[u8]>> {
+    /// A run is one or more whole lines, or a piece of a line that does not
+    /// fit in the buffer. Blocks until one of those is available.
+    pub fn next_run(&mut self) -> io::Result<Option<&[u8]>> {
         if self.handed_out > 0 {
             self.buf.copy_within(self.handed_out..self.filled, 0);
             self.filled -= self.handed_out;
@@ -65,13 +73,18 @@ impl<R: Read> LineReader<R> {
         }
         loop {
             if self.eof {
+                if self.filled > 0 || self.unfinished {
+                    // Only an unfinished line is left: finish it.
+                    self.buf[self.filled] = b'\n';
+                    self.filled += 1;
+                }
                 return Ok(self.hand_out(self.filled));
             }
-            if self.filled == self.buf.len() {
+            if self.filled == self.capacity {
                 // A line longer than the buffer: pass this piece on.
                 return Ok(self.hand_out(self.filled));
             }
-            let n = match self.source.read(&mut self.buf[self.filled..]) {
+            let n = match self.source.read(&mut self.buf[self.filled..self.capacity]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -90,7 +103,11 @@ impl<R: Read> LineReader<R> {
 
     fn hand_out(&mut self, len: usize) -> Option<&[u8]> {
         self.handed_out = len;
-        (len > 0).then(|| &self.buf[..len])
+        if len == 0 {
+            return None;
+        }
+        self.unfinished = self.buf[len - 1] != b'\n';
+        Some(&self.buf[..len])
     }
 }
 
@@ -117,7 +134,7 @@ mod tests {
     fn runs(data: &[u8], capacity: usize, step: usize) -> Vec<Vec<u8>> {
         let mut reader = LineReader::with_capacity(Trickle { data, step }, capacity);
         let mut runs = Vec::new();
-        while let Some(run) = reader.next().unwrap() {
+        while let Some(run) = reader.next_run().unwrap() {
             runs.push(run.to_vec());
         }
         runs
@@ -128,7 +145,13 @@ mod tests {
         let empty: Vec<Vec<u8>> = vec![];
         assert_eq!(runs(b"", 16, 16), empty);
         assert_eq!(runs(b"\n", 16, 16), [b"\n".to_vec()]);
-        assert_eq!(runs(b"a\nb", 16, 16), [b"a\n".to_vec(), b"b".to_vec()]);
+        assert_eq!(runs(b"a\nb", 16, 16), [b"a\n".to_vec(), b"b\n".to_vec()]);
+        assert_eq!(runs(b"abcd", 4, 16), [b"abcd".to_vec(), b"\n".to_vec()]);
+        assert_eq!(runs(b"abcde", 4, 16), [b"abcd".to_vec(), b"e\n".to_vec()]);
+        assert_eq!(
+            runs(b"abcdefgh", 4, 16),
+            [b"abcd".to_vec(), b"efgh".to_vec(), b"\n".to_vec()]
+        );
         assert_eq!(runs(b"a\nb\n", 16, 16), [b"a\nb\n".to_vec()]);
     }
 
@@ -136,19 +159,36 @@ mod tests {
     fn runs_end_at_newlines_until_a_line_outgrows_the_buffer() {
         assert_eq!(
             runs(b"ab\ncdefghij\nk\n", 4, 16),
-            [b"ab\n".to_vec(), b"cdef".to_vec(), b"ghij".to_vec(), b"\nk\n".to_vec()]
+            [
+                b"ab\n".to_vec(),
+                b"cdef".to_vec(),
+                b"ghij".to_vec(),
+                b"\nk\n".to_vec()
+            ]
         );
     }
 
     #[test]
     fn any_buffer_and_read_size_reproduce_the_input() {
-        let data: Vec<u8> = (0..2000u32).flat_map(|i| vec![b'x'; (i % 37) as usize].into_iter().chain([b'\n'])).collect();
+        let data: Vec<u8> = (0..2000u32)
+            .flat_map(|i| vec![b'x'; (i % 37) as usize].into_iter().chain([b'\n']))
+            .collect();
         for capacity in [1, 2, 7, 64, 4096] {
             for step in [1, 3, 100, 10_000] {
                 let got = runs(&data, capacity, step);
-                assert_eq!(got.concat(), data, "capacity {capacity}, step {step}");
+                assert!(got.concat() == data, "capacity {capacity}, step {step}");
+                let mut unfinished = data.clone();
+                unfinished.pop();
+                let finished = runs(&unfinished, capacity, step).concat();
+                assert!(
+                    finished == data,
+                    "unfinished, capacity {capacity}, step {step}"
+                );
                 for run in &got {
-                    assert!(run.ends_with(b"\n") || run.len() == capacity, "capacity {capacity}, step {step}");
+                    assert!(
+                        run.ends_with(b"\n") || run.len() == capacity,
+                        "capacity {capacity}, step {step}"
+                    );
                     assert!(run.len() <= capacity);
                 }
             }
@@ -164,11 +204,15 @@ mod tests {
                 if self.0 {
                     return Err(io::ErrorKind::Interrupted.into());
                 }
-                Trickle { data: std::mem::take(&mut self.1), step: usize::MAX }.read(buf)
+                Trickle {
+                    data: std::mem::take(&mut self.1),
+                    step: usize::MAX,
+                }
+                .read(buf)
             }
         }
         let mut reader = LineReader::with_capacity(Flaky(false, b"a\n"), 8);
-        assert_eq!(reader.next().unwrap(), Some(&b"a\n"[..]));
-        assert_eq!(reader.next().unwrap(), None);
+        assert_eq!(reader.next_run().unwrap(), Some(&b"a\n"[..]));
+        assert_eq!(reader.next_run().unwrap(), None);
     }
 }

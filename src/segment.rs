@@ -60,7 +60,13 @@ impl Segment {
     /// newline so that it never fuses with the next line. An active file
     /// that is also a finished segment (a crash between link and unlink) is
     /// left to the segment and a fresh active file started.
-    pub fn open(target: Target, numbering: Numbering, limit: u64, mode: u32, now: Timestamp) -> Result<Segment> {
+    pub fn open(
+        target: Target,
+        numbering: Numbering,
+        limit: u64,
+        mode: u32,
+        now: Timestamp,
+    ) -> Result<Segment> {
         let active = target.active();
         let tz = TimeZone::UTC;
         let file = match open_active(&active, mode)? {
@@ -69,12 +75,15 @@ impl Segment {
                     "logpipe: info: removing {}: an interrupted rotation left it as a second name of a finished segment",
                     active.display()
                 );
-                fs::remove_file(&active).with_context(|| format!("unable to remove {}", active.display()))?;
+                fs::remove_file(&active)
+                    .with_context(|| format!("unable to remove {}", active.display()))?;
                 open_active(&active, mode)?
             }
             file => file,
         };
-        let meta = file.metadata().with_context(|| format!("unable to stat {}", active.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("unable to stat {}", active.display()))?;
         let mut segment = Segment {
             target,
             active,
@@ -88,7 +97,11 @@ impl Segment {
             tz,
         };
         if meta.len() > 0 {
-            let last_written = meta.modified().ok().and_then(|t| Timestamp::try_from(t).ok()).unwrap_or(now);
+            let last_written = meta
+                .modified()
+                .ok()
+                .and_then(|t| Timestamp::try_from(t).ok())
+                .unwrap_or(now);
             segment.opened = Some(segment.date(last_written));
             let mut last = [0u8];
             segment
@@ -106,29 +119,42 @@ impl Segment {
     /// never passes the size limit, unless it holds a single line longer than
     /// the limit.
     ///
-    /// The common case, where `data` fits, is one `write(2)`; only when the
-    /// limit falls inside `data` is the cut searched for.
+    /// `data` ends in a newline, except for a piece of a line too long for
+    /// the read buffer, whose length is not known yet: such a line starts a
+    /// new segment, so that it can never push other lines past the limit.
+    ///
+    /// The common case, whole lines that fit, is one `write(2)`; the cut is
+    /// searched for only when the limit falls inside `data`.
     pub fn write(&mut self, now: Timestamp, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
+            // The line under way is the only line of this segment (see
+            // above): it finishes here, whatever its length.
+            if self.mid_line {
+                let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+                self.append(now, &data[..end])?;
+                data = &data[end..];
+                continue;
+            }
             let room = self.limit.saturating_sub(self.written);
-            if data.len() as u64 <= room {
+            if data.len() as u64 <= room && data.ends_with(b"\n") {
                 return self.append(now, data);
             }
-            // `room` < `data.len()`, so it fits in a usize.
-            let cut = match memrchr(b'\n', &data[..room as usize]) {
-                // Whole lines that fit; the rest goes on after rolling.
-                Some(i) => i + 1,
-                // The line under way, or the first line of an empty file, is
-                // longer than the room: it is never cut, so it finishes here
-                // and makes this segment oversized.
-                None if self.mid_line || self.written == 0 => memchr(b'\n', data).map_or(data.len(), |i| i + 1),
-                None => {
-                    self.roll(now)?;
-                    continue;
-                }
-            };
-            self.append(now, &data[..cut])?;
-            data = &data[cut..];
+            // Whole lines that fit (`room` < `data.len()` unless `data` ends
+            // inside a line, so the slice bound fits in a usize).
+            let fits = memrchr(b'\n', &data[..data.len().min(room as usize)]).map_or(0, |i| i + 1);
+            if fits > 0 {
+                self.append(now, &data[..fits])?;
+                data = &data[fits..];
+            } else if self.written > 0 {
+                // The next line does not fit, or its length is not known.
+                self.roll(now)?;
+            } else {
+                // An empty file takes the next line whatever its length, or
+                // the first piece of a line too long to hold.
+                let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+                self.append(now, &data[..end])?;
+                data = &data[end..];
+            }
         }
         Ok(())
     }
@@ -139,7 +165,9 @@ impl Segment {
         if self.mid_line {
             self.append(now, b"\n")?;
         }
-        self.file.sync_data().with_context(|| format!("unable to sync {}", self.active.display()))
+        self.file
+            .sync_data()
+            .with_context(|| format!("unable to sync {}", self.active.display()))
     }
 
     /// Appends bytes to the active file with one `write(2)` (more only if
@@ -165,8 +193,13 @@ impl Segment {
         if self.written == 0 {
             return Ok(());
         }
-        debug_assert!(!self.mid_line, "rolling inside a line; this is a bug in logpipe");
-        self.file.sync_data().with_context(|| format!("unable to sync {}", self.active.display()))?;
+        debug_assert!(
+            !self.mid_line,
+            "rolling inside a line; this is a bug in logpipe"
+        );
+        self.file
+            .sync_data()
+            .with_context(|| format!("unable to sync {}", self.active.display()))?;
         let date = self.opened.unwrap_or_else(|| self.date(now));
         loop {
             let id = self.numbering.take(date)?;
@@ -177,12 +210,17 @@ impl Segment {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("unable to link {} to {}", self.active.display(), finished.display())
+                        format!(
+                            "unable to link {} to {}",
+                            self.active.display(),
+                            finished.display()
+                        )
                     });
                 }
             }
         }
-        fs::remove_file(&self.active).with_context(|| format!("unable to remove {}", self.active.display()))?;
+        fs::remove_file(&self.active)
+            .with_context(|| format!("unable to remove {}", self.active.display()))?;
         self.file = open_active(&self.active, self.mode)?;
         self.written = 0;
         self.mid_line = false;
@@ -199,14 +237,23 @@ impl Segment {
 /// (whatever the umask) when it does not exist.
 fn open_active(path: &Path, mode: u32) -> Result<File> {
     let context = || format!("unable to open {}", path.display());
-    match OpenOptions::new().read(true).append(true).create_new(true).mode(mode).open(path) {
+    match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
         Ok(file) => {
-            file.set_permissions(Permissions::from_mode(mode)).with_context(context)?;
+            file.set_permissions(Permissions::from_mode(mode))
+                .with_context(context)?;
             Ok(file)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            OpenOptions::new().read(true).append(true).open(path).with_context(context)
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .with_context(context),
         Err(e) => Err(e).with_context(context),
     }
 }
@@ -214,13 +261,19 @@ fn open_active(path: &Path, mode: u32) -> Result<File> {
 /// Whether the open active file is also linked as one of the target's
 /// finished segments, which only an interrupted rotation leaves behind.
 fn is_also_a_segment(target: &Target, file: &File) -> Result<bool> {
-    let meta = file.metadata().with_context(|| format!("unable to stat {}", target.active().display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("unable to stat {}", target.active().display()))?;
     if meta.nlink() < 2 {
         return Ok(false);
     }
-    let entries = fs::read_dir(&target.dir).with_context(|| format!("unable to list {}", target.dir.display()))?;
+    let entries = fs::read_dir(&target.dir)
+        .with_context(|| format!("unable to list {}", target.dir.display()))?;
     for entry in entries.flatten() {
-        if !matches!(naming::parse(target.name.as_bytes(), entry.file_name().as_bytes()), Some((_, b""))) {
+        if !matches!(
+            naming::parse(target.name.as_bytes(), entry.file_name().as_bytes()),
+            Some((_, b""))
+        ) {
             continue;
         }
         if let Ok(other) = entry.metadata()
@@ -267,14 +320,19 @@ mod tests {
                 })
                 .collect();
             segments.sort();
-            let mut files: Vec<_> =
-                segments.into_iter().map(|(_, name)| (name.clone(), fs::read(self.dir.path().join(&name)).unwrap())).collect();
+            let mut files: Vec<_> = segments
+                .into_iter()
+                .map(|(_, name)| (name.clone(), fs::read(self.dir.path().join(&name)).unwrap()))
+                .collect();
             files.push(("current".into(), fs::read(self.target.active()).unwrap()));
             files
         }
 
         fn contents(&self) -> Vec<String> {
-            self.files().into_iter().map(|(_, bytes)| String::from_utf8(bytes).unwrap()).collect()
+            self.files()
+                .into_iter()
+                .map(|(_, bytes)| String::from_utf8(bytes).unwrap())
+                .collect()
         }
     }
 
@@ -296,7 +354,10 @@ mod tests {
         seg.close(fx.now).unwrap();
         assert_eq!(fx.contents(), ["aaa\nbbb\n", "cc\ndd\n", "eeeee\nf\n"]);
         let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(names, ["current.2026-11-21.1", "current.2026-11-21.2", "current"]);
+        assert_eq!(
+            names,
+            ["current.2026-11-21.1", "current.2026-11-21.2", "current"]
+        );
     }
 
     #[test]
@@ -320,6 +381,17 @@ mod tests {
     }
 
     #[test]
+    fn a_line_too_long_to_hold_starts_a_new_segment() {
+        let fx = Fixture::new();
+        let mut seg = fx.open(100);
+        for piece in [&b"ab\n"[..], b"0123", b"456\n", b"cd\n"] {
+            seg.write(fx.now, piece).unwrap();
+        }
+        seg.close(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["ab\n", "0123456\ncd\n"]);
+    }
+
+    #[test]
     fn empty_lines_and_exact_fit() {
         let fx = Fixture::new();
         let mut seg = fx.open(3);
@@ -329,12 +401,12 @@ mod tests {
     }
 
     #[test]
-    fn close_finishes_the_last_line() {
+    fn close_finishes_a_line_under_way() {
         let fx = Fixture::new();
         let mut seg = fx.open(100);
-        seg.write(fx.now, b"a\nno newline").unwrap();
+        seg.write(fx.now, b"a\npiece of a long line").unwrap();
         seg.close(fx.now).unwrap();
-        assert_eq!(fx.contents(), ["a\nno newline\n"]);
+        assert_eq!(fx.contents(), ["a\n", "piece of a long line\n"]);
     }
 
     #[test]
@@ -356,7 +428,10 @@ mod tests {
         seg.write(fx.now, b"aaa\nbbb\nccc\n").unwrap();
         seg.close(fx.now).unwrap();
         let files = fx.files();
-        let got: Vec<_> = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+        let got: Vec<_> = files
+            .iter()
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -372,7 +447,11 @@ mod tests {
     fn interrupted_rotation_is_completed_at_open() {
         let fx = Fixture::new();
         fs::write(fx.target.active(), b"done\n").unwrap();
-        fs::hard_link(fx.target.active(), fx.dir.path().join("current.2026-11-20.4")).unwrap();
+        fs::hard_link(
+            fx.target.active(),
+            fx.dir.path().join("current.2026-11-20.4"),
+        )
+        .unwrap();
         let mut seg = fx.open(100);
         seg.write(fx.now, b"new\n").unwrap();
         seg.close(fx.now).unwrap();
@@ -387,7 +466,11 @@ mod tests {
         seg.write(fx.now, b"a\nb\n").unwrap();
         seg.close(fx.now).unwrap();
         for name in ["current", "current.2026-11-21.1"] {
-            let mode = fs::metadata(fx.dir.path().join(name)).unwrap().permissions().mode() & 0o7777;
+            let mode = fs::metadata(fx.dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777;
             assert_eq!(mode, 0o604, "{name}");
         }
     }

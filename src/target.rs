@@ -39,7 +39,9 @@ impl std::fmt::Display for TargetError {
             TargetError::NameWithFileTarget => f.write_str(
                 "--name only applies when TARGET is a directory (ends in / or exists as one)",
             ),
-            TargetError::NoFileName => f.write_str("TARGET names no file; end it in / to use it as a directory"),
+            TargetError::NoFileName => {
+                f.write_str("TARGET names no file; end it in / to use it as a directory")
+            }
         }
     }
 }
@@ -51,7 +53,10 @@ impl Target {
         let is_dir = target.as_os_str().as_bytes().ends_with(b"/") || target.is_dir();
         if is_dir {
             let name = name.unwrap_or(DEFAULT_NAME);
-            return Ok(Target { dir: target.to_path_buf(), name: name.into() });
+            return Ok(Target {
+                dir: target.to_path_buf(),
+                name: name.into(),
+            });
         }
         if name.is_some() {
             return Err(TargetError::NameWithFileTarget);
@@ -63,7 +68,10 @@ impl Target {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Ok(Target { dir, name: file_name.to_os_string() })
+        Ok(Target {
+            dir,
+            name: file_name.to_os_string(),
+        })
     }
 
     /// The active file.
@@ -99,26 +107,41 @@ mod tests {
 
     fn resolve(target: &str, name: Option<&str>) -> (String, String) {
         let t = Target::resolve(Path::new(target), name).unwrap();
-        (t.dir.display().to_string(), t.name.to_string_lossy().into_owned())
+        (
+            t.dir.display().to_string(),
+            t.name.to_string_lossy().into_owned(),
+        )
     }
 
     #[test]
     fn directory_targets() {
-        assert_eq!(resolve("/nonexistent-logpipe/app/", None), ("/nonexistent-logpipe/app/".into(), "current".into()));
-        assert_eq!(resolve("/nonexistent-logpipe/app/", Some("web")), ("/nonexistent-logpipe/app/".into(), "web".into()));
+        assert_eq!(
+            resolve("/nonexistent-logpipe/app/", None),
+            ("/nonexistent-logpipe/app/".into(), "current".into())
+        );
+        assert_eq!(
+            resolve("/nonexistent-logpipe/app/", Some("web")),
+            ("/nonexistent-logpipe/app/".into(), "web".into())
+        );
         // An existing directory needs no trailing slash.
         assert_eq!(resolve("/", None), ("/".into(), "current".into()));
     }
 
     #[test]
     fn file_targets() {
-        assert_eq!(resolve("/nonexistent-logpipe/app.log", None), ("/nonexistent-logpipe".into(), "app.log".into()));
+        assert_eq!(
+            resolve("/nonexistent-logpipe/app.log", None),
+            ("/nonexistent-logpipe".into(), "app.log".into())
+        );
         assert_eq!(resolve("app.log", None), (".".into(), "app.log".into()));
         assert_eq!(
             Target::resolve(Path::new("/nonexistent-logpipe/app.log"), Some("x")).unwrap_err(),
             TargetError::NameWithFileTarget
         );
-        assert_eq!(Target::resolve(Path::new("/nonexistent-logpipe/.."), None).unwrap_err(), TargetError::NoFileName);
+        assert_eq!(
+            Target::resolve(Path::new("/nonexistent-logpipe/.."), None).unwrap_err(),
+            TargetError::NoFileName
+        );
     }
 
     #[test]
@@ -127,7 +150,10 @@ mod tests {
         assert_eq!(t.active(), Path::new("/var/log/app.log"));
         assert_eq!(t.lock(), Path::new("/var/log/app.log.lock"));
         assert_eq!(t.state(), Path::new("/var/log/app.log.state"));
-        let id = SegmentId { date: jiff::civil::date(2026, 11, 21), n: 3 };
+        let id = SegmentId {
+            date: jiff::civil::date(2026, 11, 21),
+            n: 3,
+        };
         assert_eq!(t.segment(id), Path::new("/var/log/app.log.2026-11-21.3"));
     }
 }

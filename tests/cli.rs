@@ -1,0 +1,119 @@
+//! The command line: usage errors exit 2 and create nothing; an unusable
+//! target is one line on stderr and exit 1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use crate::util::TestEnv;
+
+#[test]
+fn usage_errors_exit_2_and_create_nothing() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--size", "0", "out/"],
+            "invalid value '0' for '--size <SIZE>': size must be greater than zero",
+        ),
+        (
+            &["--size", "12Q", "out/"],
+            "invalid value '12Q' for '--size <SIZE>': unknown suffix 'Q'",
+        ),
+        (&[], "the following required arguments were not provided"),
+        (
+            &["--mode", "0999", "out/"],
+            "invalid value '0999' for '--mode <OCTAL>'",
+        ),
+        (
+            &["--name", "app.log", "out/file"],
+            "--name only applies when TARGET is a directory",
+        ),
+        (
+            &["--name", "a/b", "out/"],
+            "invalid value 'a/b' for '--name <NAME>'",
+        ),
+    ];
+    for (args, message) in cases {
+        let env = TestEnv::new();
+        let run = env.run(args, b"a line\n");
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {run:?}");
+        assert!(
+            run.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+        assert!(
+            !env.path("out").exists(),
+            "{args:?} created something:\n{}",
+            env.listing()
+        );
+    }
+}
+
+#[test]
+fn a_file_where_a_directory_must_be_is_one_line_and_exit_1() {
+    let env = TestEnv::new();
+    fs::write(env.path("file"), "not a directory\n").unwrap();
+    for target in ["file/", "file/sub/app.log"] {
+        let run = env.run(&[target], b"a line\n");
+        assert_eq!(run.status.code(), Some(1), "{target}: {run:?}");
+        assert!(
+            run.stderr
+                .starts_with("logpipe: unable to create directory file"),
+            "{target}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{target}: {}", run.stderr);
+    }
+    assert_eq!(
+        fs::read_to_string(env.path("file")).unwrap(),
+        "not a directory\n"
+    );
+}
+
+#[test]
+fn a_directory_without_write_permission_is_one_line_and_exit_1() {
+    let env = TestEnv::new();
+    let locked = env.path("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+    let mut cmd = env.cmd(&["locked/app.log"]);
+    // Root ignores permission bits, so as root run logpipe as nobody (and
+    // let nobody into the test directory): the same refusal, for real.
+    if unsafe { libc::geteuid() } == 0 {
+        fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o755)).unwrap();
+        cmd.uid(65534).gid(65534);
+    }
+    let describe = format!("{cmd:?}");
+    let run = env.run_fed(cmd, |stdin| {
+        use std::io::Write;
+        let _ = stdin.write_all(b"a line\n");
+    });
+    assert_eq!(run.status.code(), Some(1), "{describe}: {run:?}");
+    assert!(
+        run.stderr.starts_with(
+            "logpipe: unable to open lock file locked/app.log.lock: Permission denied"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(fs::read_dir(&locked).unwrap().count(), 0);
+}
+
+#[test]
+fn help_reads_like_a_man_page() {
+    let env = TestEnv::new();
+    let out = env.cmd(&["--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for part in [
+        "Usage: logpipe [OPTIONS] <TARGET>",
+        "| logpipe",
+        "ACTIVE.YYYY-MM-DD.N",
+        "Exit status:",
+        "--size <SIZE>",
+    ] {
+        assert!(help.contains(part), "--help lacks {part:?}:\n{help}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: each runs the real `logpipe` binary on generated
+//! input and checks what it left on disk byte for byte.
+
+mod cli;
+mod corpus;
+mod memory;
+mod naming;
+mod size;
+mod util;

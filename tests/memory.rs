@@ -1,0 +1,90 @@
+//! Peak memory stays flat whatever the input size and line length.
+
+use std::fs;
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::corpus::Corpus;
+use crate::util::{TestEnv, check_segments, hex, peak_rss_kib, segments_in, sha};
+
+/// Peak RSS allowed for the logpipe process, in KiB.
+const MAX_RSS_KIB: u64 = 8 << 10;
+
+/// Feeds `rounds` copies of `block` to logpipe, waits until all of it is on
+/// disk, and returns logpipe's peak RSS over that work; then ends input and
+/// checks the run ended well.
+fn peak_rss_over(env: &TestEnv, args: &[&str], block: Vec<u8>, rounds: usize) -> u64 {
+    let total = (block.len() * rounds) as u64;
+    let mut child = env.spawn(args);
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || {
+        for _ in 0..rounds {
+            stdin.write_all(&block).expect("feed logpipe");
+        }
+        stdin
+    });
+    let on_disk = || {
+        let active = fs::metadata(env.path("out/current")).map_or(0, |m| m.len());
+        let segments: u64 = segments_in(&env.path("out/current"))
+            .iter()
+            .map(|s| fs::metadata(&s.path).unwrap().len())
+            .sum();
+        active + segments
+    };
+    env.wait_until("all input on disk", Duration::from_secs(300), || {
+        on_disk() == total
+    });
+    // Still running, everything processed: its high-water mark covers the
+    // whole workload.
+    let peak = peak_rss_kib(child.id());
+    drop(feeder.join().expect("feeder"));
+    let run = env.finish(child, &format!("logpipe {args:?}"));
+    assert!(run.status.success(), "{run:?}");
+    peak
+}
+
+#[test]
+fn a_20_mb_line_is_streamed_not_held() {
+    let mut corpus = Corpus::new(31);
+    let mut input = Vec::new();
+    corpus.fill(&mut input, 1 << 20);
+    corpus.long_line(&mut input, 20 << 20);
+    corpus.fill(&mut input, 1 << 20);
+    let expected = sha(&input);
+
+    let env = TestEnv::new();
+    let peak = peak_rss_over(&env, &["--size", "1M", "out/"], input, 1);
+    println!("peak RSS {peak} KiB");
+    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
+    assert_eq!(env.collated_sha("out/current"), expected);
+    check_segments(&env.segments("out/current"), 1 << 20);
+}
+
+#[test]
+fn a_500_mb_input_runs_in_flat_memory() {
+    // A 4 MiB block of realistic lines, fed 125 times: the content only has
+    // to be line-shaped, the size is what this test is about.
+    let mut block = Vec::new();
+    Corpus::new(32).fill(&mut block, 4 << 20);
+    let rounds = 125;
+    let total = block.len() * rounds;
+    assert!(total >= 500 << 20);
+    let mut hasher = Sha256::new();
+    for _ in 0..rounds {
+        hasher.update(&block);
+    }
+    let expected = hex(&hasher.finalize());
+
+    let env = TestEnv::new();
+    let peak = peak_rss_over(&env, &["--size", "64M", "out/"], block, rounds);
+    println!("peak RSS {peak} KiB");
+    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
+    assert_eq!(env.collated_sha("out/current"), expected);
+    assert_eq!(
+        check_segments(&env.segments("out/current"), 64 << 20),
+        total / (64 << 20)
+    );
+}

@@ -1,0 +1,233 @@
+//! Segment names across restarts: appended, continued, never replaced,
+//! never reused; and one writer per target.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::corpus::Corpus;
+use crate::util::{Seg, TestEnv, check_segments, hash_file, hex, segments_in, sha};
+
+fn lines(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    Corpus::new(seed).fill(&mut out, bytes);
+    out
+}
+
+/// Bytes of the active file and of every segment in `dirs`: what logpipe
+/// has written so far.
+fn bytes_on_disk(env: &TestEnv, dirs: &[&str]) -> u64 {
+    let active = fs::metadata(env.path("out/current")).map_or(0, |m| m.len());
+    let segments: u64 = dirs
+        .iter()
+        .flat_map(|dir| segments_in(&env.path(dir).join("current")))
+        .map(|s| fs::metadata(&s.path).unwrap().len())
+        .sum();
+    active + segments
+}
+
+fn today() -> String {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+#[test]
+fn three_runs_continue_the_files_and_the_numbering() {
+    let env = TestEnv::new();
+    let args = ["--size", "32K", "out/"];
+    let first = lines(1, 1 << 20);
+    let mut second = lines(2, 1 << 20);
+    second.extend_from_slice(b"second run ends without a newline");
+    let third = lines(3, 1 << 20);
+
+    assert!(env.run(&args, &first).status.success());
+    let after_first: Vec<(Seg, u64, String)> = env
+        .segments("out/current")
+        .into_iter()
+        .map(|s| {
+            let ino = fs::metadata(&s.path).unwrap().ino();
+            let digest = sha(&fs::read(&s.path).unwrap());
+            (s, ino, digest)
+        })
+        .collect();
+    assert!(after_first.len() > 20);
+    let run = env.run(&args, &second);
+    assert!(run.status.success(), "{run:?}");
+    let run = env.run(&args, &third);
+    assert!(run.status.success(), "{run:?}");
+
+    // Nothing finished by the first run was replaced or changed.
+    for (seg, ino, digest) in &after_first {
+        let meta = fs::metadata(&seg.path).unwrap();
+        assert_eq!(meta.ino(), *ino, "{} was replaced", seg.path.display());
+        assert_eq!(
+            sha(&fs::read(&seg.path).unwrap()),
+            *digest,
+            "{} changed",
+            seg.path.display()
+        );
+    }
+    // Numbers run on without a gap or a repeat, per date.
+    let segments = env.segments("out/current");
+    let mut next = BTreeMap::new();
+    for seg in &segments {
+        let n = next.entry(seg.date.clone()).or_insert(1);
+        assert_eq!(seg.n, *n, "{}\n{}", seg.path.display(), env.listing());
+        *n += 1;
+    }
+    check_segments(&segments, 32 << 10);
+    let expected = [first, second, b"\n".to_vec(), third].concat();
+    assert_eq!(env.collated_sha("out/current"), sha(&expected));
+}
+
+#[test]
+fn a_file_with_the_next_name_is_never_overwritten() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("out")).unwrap();
+    let day = today();
+    let mut planted = BTreeMap::new();
+    let mut plant = |n: u64| {
+        let path = env.path(&format!("out/current.{day}.{n}"));
+        let content = format!("planted as number {n}\n");
+        fs::write(&path, &content).unwrap();
+        planted.insert(path, content);
+    };
+    // One before the start, seen by the directory scan...
+    plant(1);
+    let mut child = env.spawn(&["--size", "4K", "out/"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let first = lines(11, 9 << 10);
+    stdin.write_all(&first).unwrap();
+    env.wait_until("the first input on disk", Duration::from_secs(30), || {
+        bytes_on_disk(&env, &["out"]) == first.len() as u64 + planted_len(&day, &env)
+    });
+    // ...and two while running, under the very next names, which only the
+    // no-replace link at rotation can notice.
+    let highest = env.segments("out/current").last().unwrap().n;
+    assert!(highest >= 2, "{}", env.listing());
+    plant(highest + 1);
+    plant(highest + 2);
+    let second = lines(12, 64 << 10);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    let run = env.finish(child, "logpipe --size 4K out/");
+    assert!(run.status.success(), "{run:?}");
+
+    for (path, content) in &planted {
+        assert_eq!(
+            fs::read_to_string(path).unwrap(),
+            *content,
+            "{} was overwritten",
+            path.display()
+        );
+    }
+    let mut hasher = Sha256::new();
+    for seg in env.segments("out/current") {
+        if !planted.contains_key(&seg.path) {
+            hash_file(&mut hasher, &seg.path);
+        }
+    }
+    hash_file(&mut hasher, &env.path("out/current"));
+    assert_eq!(hex(&hasher.finalize()), sha(&[first, second].concat()));
+}
+
+/// Bytes of the planted files present for `day` (they count as segments
+/// in `bytes_on_disk`).
+fn planted_len(day: &str, env: &TestEnv) -> u64 {
+    env.segments("out/current")
+        .iter()
+        .filter(|s| s.date == day && fs::read(&s.path).unwrap().starts_with(b"planted"))
+        .map(|s| fs::metadata(&s.path).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn names_are_never_reused_after_segments_move_away() {
+    let env = TestEnv::new();
+    let args = ["--size", "4K", "out/"];
+    fs::create_dir(env.path("shipped")).unwrap();
+    let ship = || {
+        for seg in env.segments("out/current") {
+            fs::rename(
+                &seg.path,
+                env.path("shipped").join(seg.path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    };
+    let mut inputs = Vec::new();
+
+    // Between two runs: the second run must not start again at 1.
+    inputs.push(lines(21, 64 << 10));
+    assert!(env.run(&args, &inputs[0]).status.success());
+    ship();
+
+    // During a run: numbering carries on past what moved away.
+    let mut child = env.spawn(&args);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut fed = 0;
+    for seed in 22..25 {
+        let input = lines(seed, 64 << 10);
+        stdin.write_all(&input).unwrap();
+        fed += input.len() as u64;
+        inputs.push(input);
+        let before = inputs[0].len() as u64;
+        env.wait_until("the input on disk", Duration::from_secs(30), || {
+            bytes_on_disk(&env, &["out", "shipped"]) == before + fed
+        });
+        ship();
+    }
+    drop(stdin);
+    let run = env.finish(child, "logpipe --size 4K out/");
+    assert!(run.status.success(), "{run:?}");
+
+    // Every segment that ever existed has its own name, and they collate.
+    let mut all = segments_in(&env.path("shipped/current"));
+    all.extend(env.segments("out/current"));
+    all.sort();
+    let names: BTreeSet<_> = all.iter().map(|s| (s.date.clone(), s.n)).collect();
+    assert_eq!(names.len(), all.len(), "a name was used twice");
+    assert!(all.len() > 40);
+    let mut hasher = Sha256::new();
+    for seg in &all {
+        hash_file(&mut hasher, &seg.path);
+    }
+    hash_file(&mut hasher, &env.path("out/current"));
+    assert_eq!(hex(&hasher.finalize()), sha(&inputs.concat()));
+}
+
+#[test]
+fn a_second_instance_on_the_same_target_is_refused() {
+    let env = TestEnv::new();
+    let mut first = env.spawn(&["out/"]);
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(b"from the first instance\n").unwrap();
+    env.wait_until("the first instance's lock", Duration::from_secs(30), || {
+        fs::read_to_string(env.path("out/current.lock"))
+            .is_ok_and(|pid| pid.trim() == first.id().to_string())
+    });
+
+    let second = env.run(&["out/"], b"from the second instance\n");
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let expected = format!(
+        "logpipe: unable to lock {}: held by pid {}",
+        "out/current.lock",
+        first.id()
+    );
+    assert!(second.stderr.starts_with(&expected), "{:?}", second.stderr);
+    assert_eq!(second.stderr.lines().count(), 1, "{:?}", second.stderr);
+
+    drop(stdin);
+    let run = env.finish(first, "logpipe out/");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        fs::read(env.path("out/current")).unwrap(),
+        b"from the first instance\n"
+    );
+}
