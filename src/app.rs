@@ -27,7 +27,7 @@ const PIPE_SIZE: i32 = 1 << 20;
 pub fn run(args: Args, target: Target) -> Result<()> {
     create_dir(&target.dir, args.dir_mode)?;
     let _lock = lock::acquire(&target.lock(), args.mode)?;
-    let numbering = Numbering::load(&target)?;
+    let numbering = Numbering::load(&target, args.mode)?;
     let mut segment = Segment::open(target, numbering, args.size, args.mode, Timestamp::now())?;
 
     let stdin = stdin_file()?;

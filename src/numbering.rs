@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -32,17 +33,21 @@ const REMEMBERED_DATES: usize = 366;
 pub struct Numbering {
     highest: BTreeMap<Date, u64>,
     state: PathBuf,
+    /// Permission bits of the state file.
+    mode: u32,
 }
 
 impl Numbering {
     /// Loads the numbering of `target`: its state file merged with a scan of
     /// its directory. A missing state file is an empty one; lines that do
-    /// not parse are reported once and ignored.
-    pub fn load(target: &Target) -> Result<Numbering> {
+    /// not parse are reported once and ignored. The state file, when
+    /// written, gets permission bits `mode`.
+    pub fn load(target: &Target, mode: u32) -> Result<Numbering> {
         let state = target.state();
         let mut numbering = Numbering {
             highest: BTreeMap::new(),
             state,
+            mode,
         };
         numbering.read_state()?;
         let entries = fs::read_dir(&target.dir)
@@ -110,7 +115,12 @@ impl Numbering {
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let write = || -> io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(self.mode)
+                .open(&tmp)?;
             file.write_all(&text)?;
             file.sync_data()?;
             fs::rename(&tmp, &self.state)
@@ -146,7 +156,7 @@ mod tests {
     #[test]
     fn empty_directory_starts_at_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut numbering = Numbering::load(&target(dir.path())).unwrap();
+        let mut numbering = Numbering::load(&target(dir.path()), 0o640).unwrap();
         let day = date(2026, 11, 21);
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 1 });
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 2 });
@@ -168,7 +178,7 @@ mod tests {
         ] {
             fs::write(dir.path().join(name), "").unwrap();
         }
-        let mut numbering = Numbering::load(&target(dir.path())).unwrap();
+        let mut numbering = Numbering::load(&target(dir.path()), 0o640).unwrap();
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 6);
     }
 
@@ -177,12 +187,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
         let day = date(2026, 11, 21);
-        let mut numbering = Numbering::load(&t).unwrap();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
         for _ in 0..4 {
             numbering.take(day).unwrap();
         }
         // No segment exists on disk, yet the numbers are remembered.
-        let mut numbering = Numbering::load(&t).unwrap();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
         assert_eq!(numbering.take(day).unwrap().n, 5);
         assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21 5\n");
     }
@@ -196,7 +206,7 @@ mod tests {
             "garbage\n2026-11-21 7\n2026-11-21\n2026-02-30 4\n",
         )
         .unwrap();
-        let mut numbering = Numbering::load(&t).unwrap();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 8);
     }
 
@@ -204,7 +214,7 @@ mod tests {
     fn state_file_keeps_recent_dates_only() {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
-        let mut numbering = Numbering::load(&t).unwrap();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
         let first = date(2020, 1, 1);
         for days in 0..400 {
             numbering

@@ -305,7 +305,7 @@ mod tests {
         }
 
         fn open(&self, limit: u64) -> Segment {
-            let numbering = Numbering::load(&self.target).unwrap();
+            let numbering = Numbering::load(&self.target, 0o640).unwrap();
             Segment::open(self.target.clone(), numbering, limit, 0o640, self.now).unwrap()
         }
 
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn new_files_get_the_mode_exactly() {
         let fx = Fixture::new();
-        let numbering = Numbering::load(&fx.target).unwrap();
+        let numbering = Numbering::load(&fx.target, 0o640).unwrap();
         let mut seg = Segment::open(fx.target.clone(), numbering, 2, 0o604, fx.now).unwrap();
         seg.write(fx.now, b"a\nb\n").unwrap();
         seg.close(fx.now).unwrap();

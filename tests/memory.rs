@@ -39,7 +39,7 @@ fn peak_rss_over(env: &TestEnv, args: &[&str], block: Vec<u8>, rounds: usize) ->
     });
     // Still running, everything processed: its high-water mark covers the
     // whole workload.
-    let peak = peak_rss_kib(child.id());
+    let peak = peak_rss_kib(child.id()).expect("logpipe is still running");
     drop(feeder.join().expect("feeder"));
     let run = env.finish(child, &format!("logpipe {args:?}"));
     assert!(run.status.success(), "{run:?}");

@@ -257,19 +257,14 @@ pub fn check_segments(segs: &[Seg], limit: u64) -> usize {
     segs.len()
 }
 
-/// The peak resident set size of a running process, in KiB (`VmHWM`).
+/// The peak resident set size of a live process, in KiB (`VmHWM`), or
+/// `None` once it has exited.
 ///
 /// Read from /proc while the process runs, because `wait4`'s `ru_maxrss`
-/// also counts the memory of the test process that spawned it (Linux
-/// records the pre-exec image's peak at exec).
-pub fn peak_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmHWM value")
+/// also counts the memory of the process that spawned it (Linux records the
+/// pre-exec image's peak at exec).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
