@@ -5,9 +5,9 @@
 //! crash never blocks the next start. The holder writes its pid into the
 //! file so that a refused second instance can name it.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions, Permissions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +49,7 @@ pub fn acquire(path: &Path, mode: u32) -> Result<Lock> {
         }
     }
     let mut record = || -> std::io::Result<()> {
+        file.set_permissions(Permissions::from_mode(mode))?;
         file.set_len(0)?;
         file.rewind()?;
         writeln!(file, "{}", std::process::id())

@@ -33,7 +33,12 @@ impl fmt::Display for SegmentId {
 /// of this target's segments in any form. Any form counts, so that a
 /// temporary or compressed file still claims its number.
 pub fn parse<'a>(active: &[u8], file_name: &'a [u8]) -> Option<(SegmentId, &'a [u8])> {
-    let rest = file_name.strip_prefix(active)?.strip_prefix(b".")?;
+    parse_id(file_name.strip_prefix(active)?.strip_prefix(b".")?)
+}
+
+/// Reads `YYYY-MM-DD.N` followed by nothing or by a suffix starting with
+/// `.`; returns the segment and the suffix.
+pub fn parse_id(rest: &[u8]) -> Option<(SegmentId, &[u8])> {
     if rest.len() < 10 {
         return None;
     }

@@ -6,7 +6,8 @@
 //! a name from coming back after a shipper moved segments away or retention
 //! deleted them; downstream archives key on these names.
 //!
-//! The state file is plain text, one `YYYY-MM-DD N` line per date, replaced
+//! The state file is plain text, one `YYYY-MM-DD.N` line per date (the
+//! highest segment name suffix used for that date), replaced
 //! atomically (write a temporary, fsync, rename) each time a number is taken,
 //! and before the segment gets that name.
 
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -73,9 +74,9 @@ impl Numbering {
         };
         let mut bad_lines = 0;
         for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-            match parse_state_line(line) {
-                Some(id) => self.note(id),
-                None => bad_lines += 1,
+            match naming::parse_id(line) {
+                Some((id, b"")) => self.note(id),
+                _ => bad_lines += 1,
             }
         }
         if bad_lines > 0 {
@@ -97,10 +98,17 @@ impl Numbering {
     /// before anything is named after it.
     pub fn take(&mut self, date: Date) -> Result<SegmentId> {
         let highest = self.highest.entry(date).or_insert(0);
-        *highest += 1;
+        *highest = highest
+            .checked_add(1)
+            .with_context(|| format!("no segment number left for {date}"))?;
         let id = SegmentId { date, n: *highest };
+        // Forget the oldest dates, but never the one just taken, even when a
+        // clock step made it the oldest.
         while self.highest.len() > REMEMBERED_DATES {
-            self.highest.pop_first();
+            let oldest = self.highest.keys().find(|&&d| d != date).copied();
+            if let Some(oldest) = oldest {
+                self.highest.remove(&oldest);
+            }
         }
         self.write_state()?;
         Ok(id)
@@ -108,8 +116,8 @@ impl Numbering {
 
     fn write_state(&self) -> Result<()> {
         let mut text = Vec::with_capacity(self.highest.len() * 16);
-        for (date, n) in &self.highest {
-            writeln!(text, "{date} {n}").expect("writing to a Vec cannot fail");
+        for (&date, &n) in &self.highest {
+            writeln!(text, "{}", SegmentId { date, n }).expect("writing to a Vec cannot fail");
         }
         let mut tmp = self.state.clone().into_os_string();
         tmp.push(".tmp");
@@ -119,27 +127,13 @@ impl Numbering {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(self.mode)
                 .open(&tmp)?;
+            file.set_permissions(fs::Permissions::from_mode(self.mode))?;
             file.write_all(&text)?;
             file.sync_data()?;
             fs::rename(&tmp, &self.state)
         };
         write().with_context(|| format!("unable to write {}", self.state.display()))
-    }
-}
-
-/// Parses one `YYYY-MM-DD N` line of the state file.
-fn parse_state_line(line: &[u8]) -> Option<SegmentId> {
-    // Reuse the segment name parser: `x.YYYY-MM-DD.N` is a segment of `x`.
-    let space = line.iter().position(|&b| b == b' ')?;
-    let mut name = b"x.".to_vec();
-    name.extend_from_slice(&line[..space]);
-    name.push(b'.');
-    name.extend_from_slice(&line[space + 1..]);
-    match naming::parse(b"x", &name) {
-        Some((id, b"")) => Some(id),
-        _ => None,
     }
 }
 
@@ -194,7 +188,7 @@ mod tests {
         // No segment exists on disk, yet the numbers are remembered.
         let mut numbering = Numbering::load(&t, 0o640).unwrap();
         assert_eq!(numbering.take(day).unwrap().n, 5);
-        assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21 5\n");
+        assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.5\n");
     }
 
     #[test]
@@ -203,11 +197,21 @@ mod tests {
         let t = target(dir.path());
         fs::write(
             t.state(),
-            "garbage\n2026-11-21 7\n2026-11-21\n2026-02-30 4\n",
+            "garbage\n2026-11-21.7\n2026-11-21\n2026-02-30.4\n2026-11-21.8x\n",
         )
         .unwrap();
         let mut numbering = Numbering::load(&t, 0o640).unwrap();
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 8);
+    }
+
+    #[test]
+    fn the_highest_number_is_an_error_not_a_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        fs::write(t.state(), format!("2026-11-21.{}\n", u64::MAX)).unwrap();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let err = numbering.take(date(2026, 11, 21)).unwrap_err();
+        assert_eq!(format!("{err:#}"), "no segment number left for 2026-11-21");
     }
 
     #[test]
@@ -223,6 +227,13 @@ mod tests {
         }
         let text = fs::read_to_string(t.state()).unwrap();
         assert_eq!(text.lines().count(), REMEMBERED_DATES);
-        assert!(!text.contains("2020-01-01 "));
+        assert!(!text.contains("2020-01-01."));
+        // A clock stepped far back: its date is the oldest, yet it is kept,
+        // so the number is not handed out twice.
+        let past = date(2010, 1, 1);
+        assert_eq!(numbering.take(past).unwrap().n, 1);
+        assert_eq!(numbering.take(past).unwrap().n, 2);
+        let mut reloaded = Numbering::load(&t, 0o640).unwrap();
+        assert_eq!(reloaded.take(past).unwrap().n, 3);
     }
 }

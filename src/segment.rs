@@ -5,14 +5,18 @@
 //!   pass the size limit holds exactly one line;
 //! - no segment is ever empty;
 //! - a segment is fsynced before it gets its final name, and that name
-//!   never replaces an existing file: the active file is hard-linked to it
-//!   (the link fails rather than replace) and only then unlinked, as
-//!   multilog and s6-log do. A crash between the two leaves one inode under
-//!   both names; [`Segment::open`] recognises that and drops the active name.
+//!   never replaces an existing file: the active file is renamed with
+//!   `renameat2(RENAME_NOREPLACE)`, which fails rather than replace. On a
+//!   filesystem without it, the active file is hard-linked to the name (the
+//!   link fails rather than replace) and then unlinked, as multilog and
+//!   s6-log do; a crash between the two leaves one inode under both names,
+//!   which [`Segment::open`] recognises and resolves by dropping the active
+//!   name.
 //!
 //! Time is a parameter (`now`) of every call, never read here, so that the
 //! date arithmetic can be driven by tests.
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -127,14 +131,6 @@ impl Segment {
     /// searched for only when the limit falls inside `data`.
     pub fn write(&mut self, now: Timestamp, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            // The line under way is the only line of this segment (see
-            // above): it finishes here, whatever its length.
-            if self.mid_line {
-                let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
-                self.append(now, &data[..end])?;
-                data = &data[end..];
-                continue;
-            }
             let room = self.limit.saturating_sub(self.written);
             if data.len() as u64 <= room && data.ends_with(b"\n") {
                 return self.append(now, data);
@@ -142,19 +138,20 @@ impl Segment {
             // Whole lines that fit (`room` < `data.len()` unless `data` ends
             // inside a line, so the slice bound fits in a usize).
             let fits = memrchr(b'\n', &data[..data.len().min(room as usize)]).map_or(0, |i| i + 1);
-            if fits > 0 {
-                self.append(now, &data[..fits])?;
-                data = &data[fits..];
-            } else if self.written > 0 {
+            let take = if self.mid_line || (fits == 0 && self.written == 0) {
+                // The line under way is the only line of this segment (see
+                // above), and an empty file takes the next line whatever its
+                // length: either way the line finishes here.
+                memchr(b'\n', data).map_or(data.len(), |i| i + 1)
+            } else if fits > 0 {
+                fits
+            } else {
                 // The next line does not fit, or its length is not known.
                 self.roll(now)?;
-            } else {
-                // An empty file takes the next line whatever its length, or
-                // the first piece of a line too long to hold.
-                let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
-                self.append(now, &data[..end])?;
-                data = &data[end..];
-            }
+                continue;
+            };
+            self.append(now, &data[..take])?;
+            data = &data[take..];
         }
         Ok(())
     }
@@ -204,14 +201,14 @@ impl Segment {
         loop {
             let id = self.numbering.take(date)?;
             let finished = self.target.segment(id);
-            match fs::hard_link(&self.active, &finished) {
+            match rename_noreplace(&self.active, &finished) {
                 Ok(()) => break,
                 // Somebody else's file has that name: leave it, take the next.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!(
-                            "unable to link {} to {}",
+                            "unable to rename {} to {}",
                             self.active.display(),
                             finished.display()
                         )
@@ -219,8 +216,6 @@ impl Segment {
                 }
             }
         }
-        fs::remove_file(&self.active)
-            .with_context(|| format!("unable to remove {}", self.active.display()))?;
         self.file = open_active(&self.active, self.mode)?;
         self.written = 0;
         self.mid_line = false;
@@ -256,6 +251,41 @@ fn open_active(path: &Path, mode: u32) -> Result<File> {
             .with_context(context),
         Err(e) => Err(e).with_context(context),
     }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` rather than
+/// replacing an existing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c_from = CString::new(from.as_os_str().as_bytes())?;
+    let c_to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call;
+    // renameat2 only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // The kernel or the filesystem lacks RENAME_NOREPLACE.
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => link_then_unlink(from, to),
+        _ => Err(err),
+    }
+}
+
+/// The portable way to rename without replacing: a hard link, which fails
+/// if `to` exists, then the unlink of `from`.
+fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    fs::remove_file(from)
 }
 
 /// Whether the open active file is also linked as one of the target's
@@ -459,10 +489,27 @@ mod tests {
     }
 
     #[test]
+    fn link_fallback_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::write(&from, "from").unwrap();
+        fs::write(&to, "to").unwrap();
+        let err = link_then_unlink(&from, &to).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let err = rename_noreplace(&from, &to).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&to).unwrap(), "to");
+        fs::remove_file(&to).unwrap();
+        link_then_unlink(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(fs::read_to_string(&to).unwrap(), "from");
+    }
+
+    #[test]
     fn new_files_get_the_mode_exactly() {
         let fx = Fixture::new();
         let numbering = Numbering::load(&fx.target, 0o640).unwrap();
-        let mut seg = Segment::open(fx.target.clone(), numbering, 2, 0o604, fx.now).unwrap();
+        let mut seg = Segment::open(fx.target.clone(), numbering, 2, 0o620, fx.now).unwrap();
         seg.write(fx.now, b"a\nb\n").unwrap();
         seg.close(fx.now).unwrap();
         for name in ["current", "current.2026-11-21.1"] {
@@ -471,7 +518,7 @@ mod tests {
                 .permissions()
                 .mode()
                 & 0o7777;
-            assert_eq!(mode, 0o604, "{name}");
+            assert_eq!(mode, 0o620, "{name}");
         }
     }
 }

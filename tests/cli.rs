@@ -117,3 +117,41 @@ fn help_reads_like_a_man_page() {
         assert!(help.contains(part), "--help lacks {part:?}:\n{help}");
     }
 }
+
+#[test]
+fn created_files_and_directories_get_the_modes_asked_for() {
+    let env = TestEnv::new();
+    // 0620 and 0710 differ from what the usual umask (022) would leave, so
+    // an unapplied mode shows.
+    let run = env.run(
+        &[
+            "--size",
+            "8",
+            "--mode",
+            "0620",
+            "--dir-mode",
+            "0710",
+            "new/dir/",
+        ],
+        b"one line\ntwo lines\n",
+    );
+    assert!(run.status.success(), "{run:?}");
+    let mode = |rel: &str| fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o7777;
+    let segment = env.segments("new/dir/current")[0].path.clone();
+    for file in [
+        "new/dir/current",
+        "new/dir/current.lock",
+        "new/dir/current.state",
+        segment.to_str().unwrap(),
+    ] {
+        assert_eq!(mode(file), 0o620, "{file}");
+    }
+    let umask = unsafe {
+        let old = libc::umask(0);
+        libc::umask(old);
+        old
+    };
+    for dir in ["new", "new/dir"] {
+        assert_eq!(mode(dir), 0o710 & !umask, "{dir}");
+    }
+}

@@ -1,6 +1,5 @@
 //! Peak memory stays flat whatever the input size and line length.
 
-use std::fs;
 use std::io::Write;
 use std::thread;
 use std::time::Duration;
@@ -8,7 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::corpus::Corpus;
-use crate::util::{TestEnv, check_segments, hex, peak_rss_kib, segments_in, sha};
+use crate::util::{TestEnv, check_segments, hex, peak_rss_kib, sha};
 
 /// Peak RSS allowed for the logpipe process, in KiB.
 const MAX_RSS_KIB: u64 = 8 << 10;
@@ -26,16 +25,8 @@ fn peak_rss_over(env: &TestEnv, args: &[&str], block: Vec<u8>, rounds: usize) ->
         }
         stdin
     });
-    let on_disk = || {
-        let active = fs::metadata(env.path("out/current")).map_or(0, |m| m.len());
-        let segments: u64 = segments_in(&env.path("out/current"))
-            .iter()
-            .map(|s| fs::metadata(&s.path).unwrap().len())
-            .sum();
-        active + segments
-    };
     env.wait_until("all input on disk", Duration::from_secs(300), || {
-        on_disk() == total
+        env.bytes_on_disk(&["out"]) == total
     });
     // Still running, everything processed: its high-water mark covers the
     // whole workload.

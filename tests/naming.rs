@@ -7,27 +7,13 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::corpus::Corpus;
-use crate::util::{Seg, TestEnv, check_segments, hash_file, hex, segments_in, sha};
+use crate::util::{Seg, TestEnv, check_segments, segments_in, sha, sha_of_files};
 
 fn lines(seed: u64, bytes: usize) -> Vec<u8> {
     let mut out = Vec::new();
     Corpus::new(seed).fill(&mut out, bytes);
     out
-}
-
-/// Bytes of the active file and of every segment in `dirs`: what logpipe
-/// has written so far.
-fn bytes_on_disk(env: &TestEnv, dirs: &[&str]) -> u64 {
-    let active = fs::metadata(env.path("out/current")).map_or(0, |m| m.len());
-    let segments: u64 = dirs
-        .iter()
-        .flat_map(|dir| segments_in(&env.path(dir).join("current")))
-        .map(|s| fs::metadata(&s.path).unwrap().len())
-        .sum();
-    active + segments
 }
 
 fn today() -> String {
@@ -105,7 +91,7 @@ fn a_file_with_the_next_name_is_never_overwritten() {
     let first = lines(11, 9 << 10);
     stdin.write_all(&first).unwrap();
     env.wait_until("the first input on disk", Duration::from_secs(30), || {
-        bytes_on_disk(&env, &["out"]) == first.len() as u64 + planted_len(&day, &env)
+        env.bytes_on_disk(&["out"]) == first.len() as u64 + planted_len(&day, &env)
     });
     // ...and two while running, under the very next names, which only the
     // no-replace link at rotation can notice.
@@ -127,14 +113,16 @@ fn a_file_with_the_next_name_is_never_overwritten() {
             path.display()
         );
     }
-    let mut hasher = Sha256::new();
-    for seg in env.segments("out/current") {
-        if !planted.contains_key(&seg.path) {
-            hash_file(&mut hasher, &seg.path);
-        }
-    }
-    hash_file(&mut hasher, &env.path("out/current"));
-    assert_eq!(hex(&hasher.finalize()), sha(&[first, second].concat()));
+    let segments = env.segments("out/current");
+    let active = env.path("out/current");
+    let written = segments
+        .iter()
+        .map(|s| s.path.as_path())
+        .filter(|p| !planted.contains_key(*p));
+    assert_eq!(
+        sha_of_files(written.chain([active.as_path()])),
+        sha(&[first, second].concat())
+    );
 }
 
 /// Bytes of the planted files present for `day` (they count as segments
@@ -179,7 +167,7 @@ fn names_are_never_reused_after_segments_move_away() {
         inputs.push(input);
         let before = inputs[0].len() as u64;
         env.wait_until("the input on disk", Duration::from_secs(30), || {
-            bytes_on_disk(&env, &["out", "shipped"]) == before + fed
+            env.bytes_on_disk(&["out", "shipped"]) == before + fed
         });
         ship();
     }
@@ -194,12 +182,12 @@ fn names_are_never_reused_after_segments_move_away() {
     let names: BTreeSet<_> = all.iter().map(|s| (s.date.clone(), s.n)).collect();
     assert_eq!(names.len(), all.len(), "a name was used twice");
     assert!(all.len() > 40);
-    let mut hasher = Sha256::new();
-    for seg in &all {
-        hash_file(&mut hasher, &seg.path);
-    }
-    hash_file(&mut hasher, &env.path("out/current"));
-    assert_eq!(hex(&hasher.finalize()), sha(&inputs.concat()));
+    let active = env.path("out/current");
+    let paths = all
+        .iter()
+        .map(|s| s.path.as_path())
+        .chain([active.as_path()]);
+    assert_eq!(sha_of_files(paths), sha(&inputs.concat()));
 }
 
 #[test]
@@ -229,5 +217,37 @@ fn a_second_instance_on_the_same_target_is_refused() {
     assert_eq!(
         fs::read(env.path("out/current")).unwrap(),
         b"from the first instance\n"
+    );
+}
+
+#[test]
+fn an_appended_active_file_keeps_the_date_it_was_last_written() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("out")).unwrap();
+    let earlier = b"written on the fifth of January\n".to_vec();
+    fs::write(env.path("out/current"), &earlier).unwrap();
+    let last_written: std::time::SystemTime =
+        jiff::Timestamp::from_second(1_767_614_400).unwrap().into(); // 2026-01-05T12:00:00Z
+    fs::File::options()
+        .write(true)
+        .open(env.path("out/current"))
+        .unwrap()
+        .set_modified(last_written)
+        .unwrap();
+
+    let later = lines(41, 4 << 10);
+    let run = env.run(&["--size", "1K", "out/"], &later);
+    assert!(run.status.success(), "{run:?}");
+    let segments = env.segments("out/current");
+    assert_eq!(segments[0].date, "2026-01-05", "{}", env.listing());
+    assert!(fs::read(&segments[0].path).unwrap().starts_with(&earlier));
+    assert!(
+        segments[1..].iter().all(|s| s.date == today()),
+        "{}",
+        env.listing()
+    );
+    assert_eq!(
+        env.collated_sha("out/current"),
+        sha(&[earlier, later].concat())
     );
 }

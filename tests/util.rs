@@ -151,12 +151,25 @@ impl TestEnv {
 
     /// sha256 of the segments of `active` in order, then `active` itself.
     pub fn collated_sha(&self, active: &str) -> String {
-        let mut hasher = Sha256::new();
-        for seg in self.segments(active) {
-            hash_file(&mut hasher, &seg.path);
-        }
-        hash_file(&mut hasher, &self.path(active));
-        hex(&hasher.finalize())
+        let segments = self.segments(active);
+        sha_of_files(
+            segments
+                .iter()
+                .map(|s| s.path.as_path())
+                .chain([self.path(active).as_path()]),
+        )
+    }
+
+    /// Bytes in `out/current` and in the segments of `current` in each of
+    /// `dirs`: what logpipe has written so far.
+    pub fn bytes_on_disk(&self, dirs: &[&str]) -> u64 {
+        let active = fs::metadata(self.path("out/current")).map_or(0, |m| m.len());
+        let segments: u64 = dirs
+            .iter()
+            .flat_map(|dir| segments_in(&self.path(dir).join("current")))
+            .map(|s| fs::metadata(&s.path).map_or(0, |m| m.len()))
+            .sum();
+        active + segments
     }
 
     /// Polls `cond` until it holds, failing the test after `timeout`.
@@ -212,6 +225,15 @@ pub fn segments_in(active: &Path) -> Vec<Seg> {
         .collect();
     segs.sort();
     segs
+}
+
+/// sha256 of the concatenation of `paths`.
+pub fn sha_of_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> String {
+    let mut hasher = Sha256::new();
+    for path in paths {
+        hash_file(&mut hasher, path);
+    }
+    hex(&hasher.finalize())
 }
 
 pub fn hash_file(hasher: &mut Sha256, path: &Path) {
