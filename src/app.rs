@@ -1,5 +1,5 @@
 //! The main loop: set up the target, then move standard input into it
-//! until end of input.
+//! until end of input, rolling by size, by the clock and on request.
 
 use std::fs::{DirBuilder, File};
 use std::io;
@@ -9,12 +9,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use memchr::memchr;
 
 use crate::cli::Args;
+use crate::clock::Clock;
 use crate::lock;
 use crate::numbering::Numbering;
-use crate::reader::LineReader;
-use crate::segment::Segment;
+use crate::reader::{Input, LineReader};
+use crate::schedule::Schedule;
+use crate::segment::{Options, Segment};
+use crate::signals::{self, Signals};
+use crate::stamp::Stamper;
 use crate::target::Target;
 
 /// The pipe size asked for when standard input is a pipe: the largest an
@@ -23,20 +29,123 @@ use crate::target::Target;
 /// segment, and lets each read take more at once.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// The longest the loop waits without looking at the clock, so that a step
+/// of the wall clock is noticed within this many milliseconds.
+const MAX_WAIT_MS: i64 = 1000;
+
 /// Runs logpipe with parsed arguments until end of input.
+///
+/// One loop, one deadline, after s6-log: each pass reads the clock once,
+/// acts on signals and due rotations, then waits for input, a signal or
+/// the next boundary, whichever comes first.
 pub fn run(args: Args, target: Target) -> Result<()> {
     create_dir(&target.dir, args.dir_mode)?;
     let _lock = lock::acquire(&target.lock(), args.mode)?;
     let numbering = Numbering::load(&target, args.mode)?;
-    let mut segment = Segment::open(target, numbering, args.size, args.mode, Timestamp::now())?;
+    let tz = if args.utc {
+        TimeZone::UTC
+    } else {
+        local_zone()
+    };
+    let mut clock = args.debug_clock.map_or(Clock::System, Clock::Manual);
+    let schedule = Schedule::new(args.every, tz.clone());
+    let options = Options {
+        size: args.size,
+        mode: args.mode,
+        schedule,
+    };
+    let mut segment = Segment::open(target, numbering, options, clock.now())?;
+    let mut stamper = args
+        .timestamp
+        .map(|format| Stamper::new(format, tz, args.utc));
+    let signals = Signals::install()?;
 
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
-    let mut reader = LineReader::new(stdin);
-    while let Some(run) = reader.next_run().context("unable to read standard input")? {
-        segment.write(Timestamp::now(), run)?;
+    let mut reader = LineReader::new(&stdin);
+    loop {
+        let now = clock.now();
+        if signals.take_roll() {
+            segment.ask_roll();
+        }
+        segment.tick(now)?;
+        let timeout = wait_ms(now, segment.wake_at());
+        let ready = signals::wait(stdin.as_fd(), &signals, timeout)
+            .context("unable to wait for standard input")?;
+        if ready.signal {
+            signals.drain();
+        }
+        if !ready.input {
+            continue;
+        }
+        match reader.read().context("unable to read standard input")? {
+            Input::Run(run) => write_run(&mut clock, &mut segment, &mut stamper, run)?,
+            Input::Partial => {}
+            Input::End => break,
+        }
     }
-    segment.close(Timestamp::now())
+    segment.close(clock.now())
+}
+
+/// The local time zone (`TZ`, or the system's), or UTC with a warning when
+/// there is none to be found.
+fn local_zone() -> TimeZone {
+    TimeZone::try_system().unwrap_or_else(|e| {
+        eprintln!("logpipe: warning: unable to find the local time zone, using UTC: {e}");
+        TimeZone::UTC
+    })
+}
+
+/// Milliseconds until `wake_at` (rounded up, so the loop does not wake just
+/// before it), at most [`MAX_WAIT_MS`].
+fn wait_ms(now: Timestamp, wake_at: Option<Timestamp>) -> i32 {
+    let ms = wake_at.map_or(MAX_WAIT_MS, |at| {
+        let nanos = at.as_nanosecond() - now.as_nanosecond();
+        i64::try_from(nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0))
+            .unwrap_or(MAX_WAIT_MS)
+    });
+    ms.clamp(0, MAX_WAIT_MS) as i32
+}
+
+/// Writes one run of input, through the stamper when timestamps are on.
+///
+/// With a manual clock, the control lines that move it are taken out of
+/// the run, and due rotations happen at each move, so that tests can place
+/// a boundary between any two lines.
+fn write_run(
+    clock: &mut Clock,
+    segment: &mut Segment,
+    stamper: &mut Option<Stamper>,
+    run: &[u8],
+) -> Result<()> {
+    if !clock.is_manual() {
+        return write_lines(clock.now(), segment, stamper, run);
+    }
+    let (mut pos, mut unwritten) = (0, 0);
+    while pos < run.len() {
+        let end = memchr(b'\n', &run[pos..]).map_or(run.len(), |i| pos + i + 1);
+        let line = &run[pos..end];
+        if clock.control(line.strip_suffix(b"\n").unwrap_or(line)) {
+            write_lines(clock.now(), segment, stamper, &run[unwritten..pos])?;
+            segment.tick(clock.now())?;
+            unwritten = end;
+        }
+        pos = end;
+    }
+    write_lines(clock.now(), segment, stamper, &run[unwritten..])
+}
+
+fn write_lines(
+    now: Timestamp,
+    segment: &mut Segment,
+    stamper: &mut Option<Stamper>,
+    bytes: &[u8],
+) -> Result<()> {
+    match stamper {
+        _ if bytes.is_empty() => Ok(()),
+        Some(stamper) => stamper.stamp(now, bytes, |out| segment.write(now, out)),
+        None => segment.write(now, bytes),
+    }
 }
 
 /// Creates `dir` and its missing parents with `mode` (umask applied).

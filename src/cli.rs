@@ -8,15 +8,19 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::schedule::{self, Every};
+use crate::stamp::Format;
+
 const ABOUT: &str =
     "Write standard input to a log file, rolled by size into dated, numbered segments";
 
 const LONG_ABOUT: &str = "\
 logpipe sits at the far end of a pipe and writes what it reads to an active
-file. Before a write would take the active file past --size, it rolls the
-file into a finished segment, at a line boundary, and carries on in a fresh
-active file. The producing program never holds a log file handle, and
-rotation never loses or splits a line.
+file. Before a write would take the active file past --size, and at every
+wall-clock boundary of --every, it rolls the file into a finished segment,
+at a line boundary, and carries on in a fresh active file. The producing
+program never holds a log file handle, and rotation never loses or splits a
+line.
 
 TARGET is either a directory (an existing directory, or any path ending in
 /), in which case the active file is DIR/current (see --name), or the path
@@ -28,16 +32,21 @@ Example:
 
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
-  ACTIVE.YYYY-MM-DD.N       finished segments; the date is the UTC day the
-                            segment was opened, N counts from 1 for each
-                            date and is never reused for this target
+  ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
+                            segment was opened (local time, or UTC with
+                            --utc), N counts from 1 for each date and is
+                            never reused for this target
   ACTIVE.lock               held while logpipe runs; holds its pid
   ACTIVE.state              the highest N used per date, so that segments
                             moved away or deleted never lead to a reused name
 
-A second run on the same target appends to the active file and continues
-the numbering. A line longer than --size makes one oversized segment rather
+A second run on the same target appends to the active file (after rolling
+it, if it was last written in an earlier window) and continues the
+numbering. A line longer than --size makes one oversized segment rather
 than being cut. At end of input a final line without a newline gets one.
+
+Signals:
+  SIGUSR1, SIGALRM          roll now, if the active file is not empty
 
 Exit status:
   0  end of input reached and everything written and synced
@@ -70,6 +79,30 @@ pub struct Args {
     /// all are powers of 1024. By default, this is 100M.
     #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
     pub size: u64,
+
+    /// Also roll at wall-clock boundaries: every INTERVAL, aligned to the
+    /// clock.
+    ///
+    /// `1d` (midnight), `1h` (on the hour), `15m`, `30s`: any whole number
+    /// of s, m, h or d that divides a day evenly; or `never`. A boundary
+    /// rolls a non-empty active file even when no input arrives. By
+    /// default, this is 1d.
+    #[arg(long, value_name = "INTERVAL", default_value = "1d", value_parser = schedule::parse_every)]
+    pub every: Every,
+
+    /// Use UTC for boundaries, segment dates and timestamps instead of the
+    /// local time zone (TZ, or /etc/localtime).
+    #[arg(long)]
+    pub utc: bool,
+
+    /// Prefix each line with the time it was read, and a space.
+    #[arg(long, value_name = "FORMAT")]
+    pub timestamp: Option<Format>,
+
+    /// Testing only: start a manual clock at this instant; input lines
+    /// `#logpipe-clock <RFC 3339 instant>` then set it and are not written.
+    #[arg(long, value_name = "RFC3339", hide = true)]
+    pub debug_clock: Option<jiff::Timestamp>,
 
     /// Permission bits, in octal, for files logpipe creates.
     ///

@@ -7,9 +7,13 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod lock;
 pub mod naming;
 pub mod numbering;
 pub mod reader;
+pub mod schedule;
 pub mod segment;
+pub mod signals;
+pub mod stamp;
 pub mod target;

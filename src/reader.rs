@@ -1,8 +1,8 @@
 //! Standard input cut into runs of whole lines.
 //!
 //! One reused buffer, filled by large `read(2)` calls. Each call to
-//! [`LineReader::next_run`] hands out everything up to the last newline read so
-//! far, found with one `memrchr` over the new bytes; the unfinished tail is
+//! [`LineReader::read`] makes one read and hands out everything up to the
+//! last newline read so far, found with one `memrchr` over the new bytes; the unfinished tail is
 //! moved to the front of the buffer and completed by the next read, as in
 //! ripgrep's line buffer. There is no per-line work and no allocation after
 //! the buffer.
@@ -21,6 +21,18 @@ use memchr::memrchr;
 /// system calls (one `read` and one `write` per 256 KiB), small enough to
 /// keep the resident size to a few MiB.
 pub const BUFFER_SIZE: usize = 256 * 1024;
+
+/// What one read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Bytes to write: whole lines; or a piece of a line longer than the
+    /// buffer; or, at end of input, a last line with its newline added.
+    Run(&'a [u8]),
+    /// The read ended inside a line: nothing to write until more arrives.
+    Partial,
+    /// End of input, and everything has been handed out.
+    End,
+}
 
 /// Cuts a byte stream into runs of whole lines.
 #[derive(Debug)]
@@ -61,53 +73,48 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    /// The next bytes to write, or `None` at end of input.
-    ///
-    /// A run is one or more whole lines, or a piece of a line that does not
-    /// fit in the buffer. Blocks until one of those is available.
-    pub fn next_run(&mut self) -> io::Result<Option<&[u8]>> {
+    /// Makes one `read(2)` (it may block; the main loop calls it when the
+    /// input is readable) and returns what became ready to write.
+    pub fn read(&mut self) -> io::Result<Input<'_>> {
         if self.handed_out > 0 {
             self.buf.copy_within(self.handed_out..self.filled, 0);
             self.filled -= self.handed_out;
             self.handed_out = 0;
         }
-        loop {
-            if self.eof {
-                if self.filled > 0 || self.unfinished {
-                    // Only an unfinished line is left: finish it.
-                    self.buf[self.filled] = b'\n';
-                    self.filled += 1;
+        if !self.eof {
+            let n = loop {
+                match self.source.read(&mut self.buf[self.filled..self.capacity]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    result => break result?,
                 }
-                return Ok(self.hand_out(self.filled));
-            }
-            if self.filled == self.capacity {
-                // A line longer than the buffer: pass this piece on.
-                return Ok(self.hand_out(self.filled));
-            }
-            let n = match self.source.read(&mut self.buf[self.filled..self.capacity]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             };
-            if n == 0 {
-                self.eof = true;
-                continue;
+            if n > 0 {
+                let start = self.filled;
+                self.filled += n;
+                if let Some(i) = memrchr(b'\n', &self.buf[start..self.filled]) {
+                    return Ok(self.hand_out(start + i + 1));
+                }
+                if self.filled == self.capacity {
+                    // A line longer than the buffer: pass this piece on.
+                    return Ok(self.hand_out(self.filled));
+                }
+                return Ok(Input::Partial);
             }
-            let start = self.filled;
-            self.filled += n;
-            if let Some(i) = memrchr(b'\n', &self.buf[start..self.filled]) {
-                return Ok(self.hand_out(start + i + 1));
-            }
+            self.eof = true;
         }
+        if self.filled > 0 || self.unfinished {
+            // Only an unfinished last line is left: finish it.
+            self.buf[self.filled] = b'\n';
+            self.filled += 1;
+            return Ok(self.hand_out(self.filled));
+        }
+        Ok(Input::End)
     }
 
-    fn hand_out(&mut self, len: usize) -> Option<&[u8]> {
+    fn hand_out(&mut self, len: usize) -> Input<'_> {
         self.handed_out = len;
-        if len == 0 {
-            return None;
-        }
         self.unfinished = self.buf[len - 1] != b'\n';
-        Some(&self.buf[..len])
+        Input::Run(&self.buf[..len])
     }
 }
 
@@ -134,10 +141,13 @@ mod tests {
     fn runs(data: &[u8], capacity: usize, step: usize) -> Vec<Vec<u8>> {
         let mut reader = LineReader::with_capacity(Trickle { data, step }, capacity);
         let mut runs = Vec::new();
-        while let Some(run) = reader.next_run().unwrap() {
-            runs.push(run.to_vec());
+        loop {
+            match reader.read().unwrap() {
+                Input::Run(run) => runs.push(run.to_vec()),
+                Input::Partial => {}
+                Input::End => return runs,
+            }
         }
-        runs
     }
 
     #[test]
@@ -212,7 +222,7 @@ mod tests {
             }
         }
         let mut reader = LineReader::with_capacity(Flaky(false, b"a\n"), 8);
-        assert_eq!(reader.next_run().unwrap(), Some(&b"a\n"[..]));
-        assert_eq!(reader.next_run().unwrap(), None);
+        assert_eq!(reader.read().unwrap(), Input::Run(b"a\n"));
+        assert_eq!(reader.read().unwrap(), Input::End);
     }
 }

@@ -26,12 +26,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use memchr::{memchr, memrchr};
 
 use crate::naming;
 use crate::numbering::Numbering;
+use crate::schedule::Schedule;
 use crate::target::Target;
+
+/// How segments are made.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Roll before a write would take the active file past this many bytes.
+    pub size: u64,
+    /// Permission bits for files created here.
+    pub mode: u32,
+    /// Wall-clock windows, and the zone of the dates in segment names.
+    pub schedule: Schedule,
+}
 
 /// The active file being written, with what rotation needs to know of it.
 #[derive(Debug)]
@@ -47,32 +58,36 @@ pub struct Segment {
     mid_line: bool,
     /// The date of the active file's first byte; `None` while it is empty.
     opened: Option<Date>,
-    /// Roll before a write would take the active file past this many bytes.
-    limit: u64,
-    /// Permission bits for files created here.
-    mode: u32,
-    /// The zone of the dates in segment names.
-    tz: TimeZone,
+    /// The end of the time window of the active file's first byte, when it
+    /// is to be rolled; `None` while it is empty or without `--every`.
+    deadline: Option<Timestamp>,
+    /// A roll was asked for (a signal) and waits for the end of a line.
+    roll_asked: bool,
+    /// The instant of the last [`Segment::tick`], to notice a clock step
+    /// backwards.
+    last_now: Timestamp,
+    options: Options,
 }
 
 impl Segment {
     /// Opens the active file of `target` for appending, creating it if
     /// missing.
     ///
-    /// An existing active file is continued: its date is the day it was last
-    /// written, and a last line left unfinished by a crash is closed with a
-    /// newline so that it never fuses with the next line. An active file
-    /// that is also a finished segment (a crash between link and unlink) is
-    /// left to the segment and a fresh active file started.
+    /// An existing active file is continued: its date and time window are
+    /// those of the moment it was last written (so the first
+    /// [`Segment::tick`] rolls it if that window has ended), and a last line
+    /// left unfinished by a crash is closed with a newline so that it never
+    /// fuses with the next line. An active file that is also a finished
+    /// segment (a crash between link and unlink) is left to the segment and
+    /// a fresh active file started.
     pub fn open(
         target: Target,
         numbering: Numbering,
-        limit: u64,
-        mode: u32,
+        options: Options,
         now: Timestamp,
     ) -> Result<Segment> {
         let active = target.active();
-        let tz = TimeZone::UTC;
+        let mode = options.mode;
         let file = match open_active(&active, mode)? {
             file if is_also_a_segment(&target, &file)? => {
                 eprintln!(
@@ -96,9 +111,10 @@ impl Segment {
             written: meta.len(),
             mid_line: false,
             opened: None,
-            limit,
-            mode,
-            tz,
+            deadline: None,
+            roll_asked: false,
+            last_now: now,
+            options,
         };
         if meta.len() > 0 {
             let last_written = meta
@@ -106,7 +122,8 @@ impl Segment {
                 .ok()
                 .and_then(|t| Timestamp::try_from(t).ok())
                 .unwrap_or(now);
-            segment.opened = Some(segment.date(last_written));
+            segment.opened = Some(segment.options.schedule.date(last_written));
+            segment.deadline = segment.options.schedule.next_boundary(last_written);
             let mut last = [0u8];
             segment
                 .file
@@ -131,7 +148,7 @@ impl Segment {
     /// searched for only when the limit falls inside `data`.
     pub fn write(&mut self, now: Timestamp, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            let room = self.limit.saturating_sub(self.written);
+            let room = self.options.size.saturating_sub(self.written);
             if data.len() as u64 <= room && data.ends_with(b"\n") {
                 return self.append(now, data);
             }
@@ -156,6 +173,45 @@ impl Segment {
         Ok(())
     }
 
+    /// Rolls the active file if its time window has ended or a roll was
+    /// asked for, once it is not inside a line.
+    ///
+    /// A clock step forwards causes one roll at most: the next window
+    /// starts with the next first byte. After a step backwards the window
+    /// ends no later than the next boundary of the new time, so the file is
+    /// not held open for as long as the clock went back.
+    pub fn tick(&mut self, now: Timestamp) -> Result<()> {
+        if now < self.last_now
+            && let (Some(deadline), Some(next)) =
+                (self.deadline, self.options.schedule.next_boundary(now))
+        {
+            self.deadline = Some(deadline.min(next));
+        }
+        self.last_now = now;
+        if !self.mid_line && (self.roll_asked || self.deadline.is_some_and(|d| now >= d)) {
+            self.roll(now)?;
+        }
+        Ok(())
+    }
+
+    /// Asks for a roll at the next [`Segment::tick`] that is not inside a
+    /// line. Does nothing to an empty active file.
+    pub fn ask_roll(&mut self) {
+        self.roll_asked = self.written > 0;
+    }
+
+    /// When the main loop must call [`Segment::tick`] even if no input
+    /// arrives. `None` while inside a line: only input can end it.
+    pub fn wake_at(&self) -> Option<Timestamp> {
+        if self.mid_line {
+            None
+        } else if self.roll_asked {
+            Some(self.last_now)
+        } else {
+            self.deadline
+        }
+    }
+
     /// Ends input: finishes a last line without a newline and syncs the
     /// active file. It stays in place, to be continued by the next run.
     pub fn close(mut self, now: Timestamp) -> Result<()> {
@@ -171,7 +227,8 @@ impl Segment {
     /// the kernel writes less than asked).
     fn append(&mut self, now: Timestamp, bytes: &[u8]) -> Result<()> {
         if self.written == 0 {
-            self.opened = Some(self.date(now));
+            self.opened = Some(self.options.schedule.date(now));
+            self.deadline = self.options.schedule.next_boundary(now);
         }
         self.file
             .write_all(bytes)
@@ -197,7 +254,9 @@ impl Segment {
         self.file
             .sync_data()
             .with_context(|| format!("unable to sync {}", self.active.display()))?;
-        let date = self.opened.unwrap_or_else(|| self.date(now));
+        let date = self
+            .opened
+            .unwrap_or_else(|| self.options.schedule.date(now));
         loop {
             let id = self.numbering.take(date)?;
             let finished = self.target.segment(id);
@@ -216,15 +275,13 @@ impl Segment {
                 }
             }
         }
-        self.file = open_active(&self.active, self.mode)?;
+        self.file = open_active(&self.active, self.options.mode)?;
         self.written = 0;
         self.mid_line = false;
         self.opened = None;
+        self.deadline = None;
+        self.roll_asked = false;
         Ok(())
-    }
-
-    fn date(&self, at: Timestamp) -> Date {
-        self.tz.to_datetime(at).date()
     }
 }
 
@@ -319,6 +376,8 @@ fn is_also_a_segment(target: &Target, file: &File) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::parse_every;
+    use jiff::tz::TimeZone;
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -334,9 +393,19 @@ mod tests {
             Fixture { dir, target, now }
         }
 
-        fn open(&self, limit: u64) -> Segment {
+        fn open(&self, size: u64) -> Segment {
+            self.open_with(size, "never", 0o640)
+        }
+
+        fn open_with(&self, size: u64, every: &str, mode: u32) -> Segment {
             let numbering = Numbering::load(&self.target, 0o640).unwrap();
-            Segment::open(self.target.clone(), numbering, limit, 0o640, self.now).unwrap()
+            let schedule = Schedule::new(parse_every(every).unwrap(), TimeZone::UTC);
+            let options = Options {
+                size,
+                mode,
+                schedule,
+            };
+            Segment::open(self.target.clone(), numbering, options, self.now).unwrap()
         }
 
         /// Finished segments in order, then the active file.
@@ -508,8 +577,7 @@ mod tests {
     #[test]
     fn new_files_get_the_mode_exactly() {
         let fx = Fixture::new();
-        let numbering = Numbering::load(&fx.target, 0o640).unwrap();
-        let mut seg = Segment::open(fx.target.clone(), numbering, 2, 0o620, fx.now).unwrap();
+        let mut seg = fx.open_with(2, "never", 0o620);
         seg.write(fx.now, b"a\nb\n").unwrap();
         seg.close(fx.now).unwrap();
         for name in ["current", "current.2026-11-21.1"] {

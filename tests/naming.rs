@@ -221,7 +221,7 @@ fn a_second_instance_on_the_same_target_is_refused() {
 }
 
 #[test]
-fn an_appended_active_file_keeps_the_date_it_was_last_written() {
+fn an_active_file_from_an_earlier_day_is_rolled_first_under_that_day() {
     let env = TestEnv::new();
     fs::create_dir(env.path("out")).unwrap();
     let earlier = b"written on the fifth of January\n".to_vec();
@@ -240,7 +240,11 @@ fn an_appended_active_file_keeps_the_date_it_was_last_written() {
     assert!(run.status.success(), "{run:?}");
     let segments = env.segments("out/current");
     assert_eq!(segments[0].date, "2026-01-05", "{}", env.listing());
-    assert!(fs::read(&segments[0].path).unwrap().starts_with(&earlier));
+    assert!(
+        fs::read(&segments[0].path).unwrap() == earlier,
+        "{}",
+        env.listing()
+    );
     assert!(
         segments[1..].iter().all(|s| s.date == today()),
         "{}",
