@@ -6,14 +6,16 @@
 //!
 //! - `cat > out/file`: the floor, a plain copy with no rotation and no fsync;
 //! - `logpipe --size 64M out/`: rotation at line boundaries, every segment
-//!   fsynced before it is renamed, the active file synced at the end.
+//!   fsynced before it is renamed, the active file synced at the end;
+//! - the same with `--timestamp rfc3339 --utc`: a prefix on every line.
 //!
 //! Per run it measures the wall time from spawning the producer to the
 //! sink's exit, the sink's user+sys CPU time (`wait4`), and the sink's peak
 //! RSS (`VmHWM`, sampled from /proc every 10 ms: `ru_maxrss` would report
 //! the benchmark's own pre-exec size). Before each run, untimed, `out/` is
 //! recreated and `sync(2)` called so that the previous run's writeback does
-//! not land in this one. The first logpipe run is checked byte-exact. The
+//! not land in this one. The first run of each logpipe sink is checked
+//! byte-exact (with the prefixes taken out for the stamped one). The
 //! result is a markdown table with its context (date, CPU, filesystem).
 //!
 //! Run with `cargo bench --bench throughput`. Environment:
@@ -32,7 +34,7 @@ mod corpus;
 mod util;
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -51,17 +53,27 @@ const BLOCK: usize = 4 << 20;
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Sink {
     Cat,
     Logpipe,
+    /// logpipe with `--timestamp rfc3339 --utc`.
+    Stamped,
 }
+
+/// Every sink, in the order they run within a round; `cat` first.
+const SINKS: [Sink; 3] = [Sink::Cat, Sink::Logpipe, Sink::Stamped];
+
+/// The length of an rfc3339 prefix under `--utc`:
+/// `2026-11-21T14:03:07.123456Z `.
+const PREFIX_LEN: usize = 28;
 
 impl Sink {
     fn label(self) -> &'static str {
         match self {
             Sink::Cat => "`cat > file`",
             Sink::Logpipe => "`logpipe --size 64M`",
+            Sink::Stamped => "`logpipe --size 64M --timestamp rfc3339`",
         }
     }
 }
@@ -103,38 +115,34 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let mut cat = Vec::new();
-    let mut logpipe = Vec::new();
-    let mut exact = None;
+    let mut samples: Vec<Vec<Sample>> = SINKS.iter().map(|_| Vec::new()).collect();
+    // Whether each logpipe sink's first timed run was byte-exact, and with
+    // how many segments.
+    let mut checks: Vec<(Sink, bool, usize)> = Vec::new();
     // One untimed run of each first: the first pass over fresh memory and
     // a cold page cache would otherwise land on whichever sink goes first.
-    for sink in [Sink::Cat, Sink::Logpipe] {
+    for sink in SINKS {
         run(sink, &scratch, &corpus);
     }
     for i in 1..=runs {
-        for sink in [Sink::Cat, Sink::Logpipe] {
+        for (k, sink) in SINKS.into_iter().enumerate() {
             let sample = run(sink, &scratch, &corpus);
             println!(
-                "run {i}/{runs} {:<22} {:7.3} s {:8.1} MB/s  cpu {:6.3} s  peak RSS {:6.1} MiB",
+                "run {i}/{runs} {:<42} {:7.3} s {:8.1} MB/s  cpu {:6.3} s  peak RSS {:6.1} MiB",
                 sink.label(),
                 sample.wall_s,
                 bytes as f64 / 1e6 / sample.wall_s,
                 sample.cpu_s,
                 sample.peak_rss_kib as f64 / 1024.0,
             );
-            match sink {
-                Sink::Cat => cat.push(sample),
-                Sink::Logpipe => {
-                    logpipe.push(sample);
-                    if exact.is_none() {
-                        let (segments, sha) = collated_sha(&scratch.join("out"));
-                        exact = Some((sha == corpus_sha, segments));
-                    }
-                }
+            samples[k].push(sample);
+            if sink != Sink::Cat && i == 1 {
+                let (segments, sha) = collated_sha(&scratch.join("out"), sink == Sink::Stamped);
+                checks.push((sink, sha == corpus_sha, segments));
             }
         }
     }
-    let (exact, segments) = exact.expect("logpipe ran at least once");
+    let exact = checks.iter().all(|&(_, ok, _)| ok);
 
     println!();
     println!(
@@ -154,17 +162,25 @@ fn main() {
     println!(
         "- runs: {runs} per sink, alternating, after one untimed warm-up run each; out/ recreated and sync(2) called before each run (untimed)"
     );
-    println!(
-        "- byte-exact (first logpipe run, {segments} segments + current): {}",
-        if exact { "yes" } else { "no" }
-    );
+    for (sink, ok, segments) in &checks {
+        println!(
+            "- byte-exact, {} (first run, {segments} segments + current{}): {}",
+            sink.label(),
+            if *sink == Sink::Stamped {
+                ", prefixes removed"
+            } else {
+                ""
+            },
+            if *ok { "yes" } else { "no" }
+        );
+    }
     println!();
     println!(
         "| sink | MB/s median (min–max) | CPU-s per GiB (median) | peak RSS MiB (max over runs) | median MB/s vs cat |"
     );
     println!("|---|---:|---:|---:|---:|");
-    let cat_median = median(throughputs(&cat, bytes));
-    for (sink, samples) in [(Sink::Cat, &cat), (Sink::Logpipe, &logpipe)] {
+    let cat_median = median(throughputs(&samples[0], bytes));
+    for (sink, samples) in SINKS.iter().zip(&samples) {
         let mbps = throughputs(samples, bytes);
         let (min, max) = mbps
             .iter()
@@ -251,9 +267,12 @@ fn run(sink: Sink, scratch: &Path, corpus: &Path) -> Sample {
             cmd.stdout(File::create(out.join("file")).expect("create out/file"));
             cmd
         }
-        Sink::Logpipe => {
+        Sink::Logpipe | Sink::Stamped => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_logpipe"));
             cmd.args(["--size", "64M", "out/"]).current_dir(scratch);
+            if sink == Sink::Stamped {
+                cmd.args(["--timestamp", "rfc3339", "--utc"]);
+            }
             cmd
         }
     };
@@ -315,15 +334,40 @@ fn seconds(t: libc::timeval) -> f64 {
 }
 
 /// The sha256 of logpipe's output in `out`: the segments in (date, N)
-/// order, then `current`. Also returns how many segments there were.
-fn collated_sha(out: &Path) -> (usize, String) {
+/// order, then `current`; with `stamped`, each line's rfc3339 prefix is
+/// checked for shape and left out. Also returns how many segments there
+/// were.
+fn collated_sha(out: &Path, stamped: bool) -> (usize, String) {
     let active = out.join("current");
     let segments = util::segments_in(&active);
+    let paths = segments.iter().map(|s| s.path.clone()).chain([active]);
     let mut hasher = Sha256::new();
-    for segment in &segments {
-        util::hash_file(&mut hasher, &segment.path);
+    for path in paths {
+        if !stamped {
+            util::hash_file(&mut hasher, &path);
+            continue;
+        }
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut line = Vec::new();
+        while reader
+            .read_until(b'\n', &mut line)
+            .expect("read logpipe's output")
+            > 0
+        {
+            let prefix_ok = line.len() > PREFIX_LEN
+                && line[PREFIX_LEN - 2..PREFIX_LEN] == *b"Z "
+                && line[10] == b'T';
+            if !prefix_ok {
+                // A line without its prefix cannot hash like the corpus.
+                hasher.update(b"missing prefix");
+                hasher.update(&line);
+            } else {
+                hasher.update(&line[PREFIX_LEN..]);
+            }
+            line.clear();
+        }
     }
-    util::hash_file(&mut hasher, &active);
     (segments.len(), util::hex(&hasher.finalize()))
 }
 

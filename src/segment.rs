@@ -435,6 +435,101 @@ mod tests {
         }
     }
 
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_boundary_rolls_a_non_empty_file_only() {
+        let fx = Fixture::new();
+        let mut seg = fx.open_with(100, "1h", 0o640);
+        assert_eq!(seg.wake_at(), None, "an empty file has no deadline");
+        seg.write(at("2026-11-21T12:10:00Z"), b"a\n").unwrap();
+        assert_eq!(seg.wake_at(), Some(at("2026-11-21T13:00:00Z")));
+        seg.tick(at("2026-11-21T12:59:59Z")).unwrap();
+        assert_eq!(fx.contents(), ["a\n"]);
+        seg.tick(at("2026-11-21T13:00:00Z")).unwrap();
+        assert_eq!(fx.contents(), ["a\n", ""]);
+        // Idle hours with an empty file: nothing more.
+        seg.tick(at("2026-11-21T16:00:00Z")).unwrap();
+        assert_eq!(fx.contents(), ["a\n", ""]);
+    }
+
+    #[test]
+    fn a_segment_is_named_after_the_day_it_was_opened() {
+        let fx = Fixture::new();
+        let mut seg = fx.open_with(100, "1d", 0o640);
+        seg.write(at("2026-11-21T23:59:58Z"), b"late\n").unwrap();
+        seg.tick(at("2026-11-22T00:00:00Z")).unwrap();
+        seg.write(at("2026-11-22T00:00:01Z"), b"early\n").unwrap();
+        seg.tick(at("2026-11-23T00:00:00Z")).unwrap();
+        let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            ["current.2026-11-21.1", "current.2026-11-22.1", "current"]
+        );
+        assert_eq!(fx.contents(), ["late\n", "early\n", ""]);
+    }
+
+    #[test]
+    fn clock_steps_roll_once_at_most() {
+        let fx = Fixture::new();
+        let mut seg = fx.open_with(100, "1h", 0o640);
+        seg.write(at("2026-11-21T12:30:00Z"), b"a\n").unwrap();
+        // Three days forward: one roll, and the empty file waits for input.
+        seg.tick(at("2026-11-24T12:30:00Z")).unwrap();
+        seg.tick(at("2026-11-24T12:30:01Z")).unwrap();
+        assert_eq!(fx.contents(), ["a\n", ""]);
+        seg.write(at("2026-11-24T12:31:00Z"), b"b\n").unwrap();
+        // Two days back: the window ends at the next boundary of the new
+        // time (10:00), not in two days.
+        seg.tick(at("2026-11-22T09:15:00Z")).unwrap();
+        assert_eq!(seg.wake_at(), Some(at("2026-11-22T10:00:00Z")));
+        seg.tick(at("2026-11-22T10:00:00Z")).unwrap();
+        assert_eq!(fx.contents(), ["a\n", "b\n", ""]);
+        let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            ["current.2026-11-21.1", "current.2026-11-24.1", "current"]
+        );
+    }
+
+    #[test]
+    fn an_asked_roll_waits_for_the_end_of_a_line() {
+        let fx = Fixture::new();
+        let mut seg = fx.open_with(100, "never", 0o640);
+        seg.ask_roll();
+        seg.tick(fx.now).unwrap();
+        assert_eq!(fx.contents(), [""], "an empty file is not rolled");
+        seg.write(fx.now, b"a\npiece of a long ").unwrap();
+        seg.ask_roll();
+        assert_eq!(seg.wake_at(), None, "inside a line only input can help");
+        seg.tick(fx.now).unwrap();
+        seg.write(fx.now, b"line\n").unwrap();
+        assert_eq!(seg.wake_at(), Some(fx.now));
+        seg.tick(fx.now).unwrap();
+        assert_eq!(fx.contents(), ["a\n", "piece of a long line\n", ""]);
+    }
+
+    #[test]
+    fn an_existing_file_from_an_earlier_window_is_due_at_once() {
+        let fx = Fixture::new();
+        fs::write(fx.target.active(), b"old\n").unwrap();
+        let last_written: std::time::SystemTime = at("2026-11-21T10:30:00Z").into();
+        File::options()
+            .write(true)
+            .open(fx.target.active())
+            .unwrap()
+            .set_modified(last_written)
+            .unwrap();
+        let mut seg = fx.open_with(100, "1h", 0o640);
+        assert_eq!(seg.wake_at(), Some(at("2026-11-21T11:00:00Z")));
+        seg.tick(fx.now).unwrap();
+        let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["current.2026-11-21.1", "current"]);
+        assert_eq!(fx.contents(), ["old\n", ""]);
+    }
+
     #[test]
     fn fitting_writes_stay_in_one_file() {
         let fx = Fixture::new();
