@@ -12,16 +12,18 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use memchr::memchr;
 
-use crate::cli::Args;
+use crate::cli::{Args, Compress};
 use crate::clock::Clock;
 use crate::lock;
 use crate::numbering::Numbering;
 use crate::reader::{Input, LineReader};
+use crate::retention::Retention;
 use crate::schedule::Schedule;
 use crate::segment::{Options, Segment};
 use crate::signals::{self, Signals};
 use crate::stamp::Stamper;
 use crate::target::Target;
+use crate::worker::{Policy, Worker};
 
 /// The pipe size asked for when standard input is a pipe: the largest an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
@@ -54,7 +56,18 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         mode: args.mode,
         schedule,
     };
-    let mut segment = Segment::open(target, numbering, options, clock.now())?;
+    let policy = Policy {
+        gzip: (args.compress == Compress::Gzip).then_some(args.level),
+        mode: args.mode,
+        retention: Retention {
+            keep: args.keep,
+            max_age: args.max_age,
+            max_total: args.max_total,
+        },
+        on_rotate: args.on_rotate.clone(),
+    };
+    let mut segment = Segment::open(target.clone(), numbering, options, clock.now())?;
+    let worker = Worker::start(target, policy)?;
     let mut stamper = args
         .timestamp
         .map(|format| Stamper::new(format, tz, args.utc));
@@ -69,6 +82,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
             segment.ask_roll();
         }
         segment.tick(now)?;
+        segment.take_finished().for_each(|id| worker.finished(id));
         let timeout = wait_ms(now, segment.wake_at());
         let ready = signals::wait(stdin.as_fd(), &signals, timeout)
             .context("unable to wait for standard input")?;
@@ -84,7 +98,15 @@ pub fn run(args: Args, target: Target) -> Result<()> {
             Input::End => break,
         }
     }
-    segment.close(clock.now())
+    segment.take_finished().for_each(|id| worker.finished(id));
+    segment.close(clock.now())?;
+    if !worker.shutdown(args.shutdown_timeout) {
+        eprintln!(
+            "logpipe: warning: compression still running after --shutdown-timeout {}s; the next start finishes it",
+            args.shutdown_timeout.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The local time zone (`TZ`, or the system's), or UTC with a warning when
@@ -125,8 +147,10 @@ fn write_run(
     while pos < run.len() {
         let end = memchr(b'\n', &run[pos..]).map_or(run.len(), |i| pos + i + 1);
         let line = &run[pos..end];
+        // The lines before a control line were read before the clock moved.
+        let before = clock.now();
         if clock.control(line.strip_suffix(b"\n").unwrap_or(line)) {
-            write_lines(clock.now(), segment, stamper, &run[unwritten..pos])?;
+            write_lines(before, segment, stamper, &run[unwritten..pos])?;
             segment.tick(clock.now())?;
             unwritten = end;
         }

@@ -5,6 +5,7 @@
 //! value exits with status 2 (clap's own) and creates nothing.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -32,6 +33,7 @@ Example:
 
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
+  ACTIVE.YYYY-MM-DD.N.gz    finished segments, once compressed
   ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
                             segment was opened (local time, or UTC with
                             --utc), N counts from 1 for each date and is
@@ -104,6 +106,45 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
+    /// Compress finished segments, in a worker thread: gzip or none.
+    ///
+    /// By default, this is gzip.
+    #[arg(long, value_name = "METHOD", default_value = "gzip")]
+    pub compress: Compress,
+
+    /// Gzip level, 1 (fastest) to 9 (smallest). By default, this is 6.
+    #[arg(long, value_name = "LEVEL", default_value = "6", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub level: u32,
+
+    /// Keep at most N finished segments; delete the oldest.
+    ///
+    /// Retention is off unless asked: by default logpipe deletes nothing.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u64>,
+
+    /// Delete finished segments finished longer ago than DURATION (like
+    /// 30d, 12h, 90m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+
+    /// Keep the finished segments' total size at most SIZE; delete the
+    /// oldest.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_total: Option<u64>,
+
+    /// After each segment is finished (and compressed), run the shell
+    /// command CMD with the segment's path as its last argument.
+    ///
+    /// Hooks run one at a time, in segment order, without holding up input;
+    /// a failure is reported on stderr and nothing else.
+    #[arg(long, value_name = "CMD")]
+    pub on_rotate: Option<String>,
+
+    /// At the end, wait at most DURATION for queued compressions; what is
+    /// left is finished by the next start. By default, this is 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Permission bits, in octal, for files logpipe creates.
     ///
     /// Set exactly, whatever the umask. By default, this is 0640.
@@ -152,6 +193,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err("size must be greater than zero".into());
     }
     Ok(size)
+}
+
+/// How finished segments are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    /// `X` becomes `X.gz`.
+    Gzip,
+    /// Segments stay as they are.
+    None,
+}
+
+/// Parses a duration: a whole number followed by s, m, h or d.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("expected a number followed by s, m, h or d (like 30s or 7d)".into()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "expected a number followed by s, m, h or d (like 30s or 7d)".into())
 }
 
 /// Parses permission bits given in octal, such as `0640` or `600`.
@@ -211,6 +280,16 @@ mod tests {
             "16777216T",
         ] {
             assert!(parse_size(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "30", "s", "1.5h", "1w", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
     }
 

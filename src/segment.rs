@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use memchr::{memchr, memrchr};
 
-use crate::naming;
+use crate::naming::{self, SegmentId};
 use crate::numbering::Numbering;
 use crate::schedule::Schedule;
 use crate::target::Target;
@@ -66,6 +66,8 @@ pub struct Segment {
     /// The instant of the last [`Segment::tick`], to notice a clock step
     /// backwards.
     last_now: Timestamp,
+    /// Segments finished since the last [`Segment::take_finished`].
+    finished: Vec<SegmentId>,
     options: Options,
 }
 
@@ -114,6 +116,7 @@ impl Segment {
             deadline: None,
             roll_asked: false,
             last_now: now,
+            finished: Vec::new(),
             options,
         };
         if meta.len() > 0 {
@@ -212,6 +215,12 @@ impl Segment {
         }
     }
 
+    /// The segments finished since the last call, oldest first, for the
+    /// worker.
+    pub fn take_finished(&mut self) -> std::vec::Drain<'_, SegmentId> {
+        self.finished.drain(..)
+    }
+
     /// Ends input: finishes a last line without a newline and syncs the
     /// active file. It stays in place, to be continued by the next run.
     pub fn close(mut self, now: Timestamp) -> Result<()> {
@@ -261,7 +270,10 @@ impl Segment {
             let id = self.numbering.take(date)?;
             let finished = self.target.segment(id);
             match rename_noreplace(&self.active, &finished) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.finished.push(id);
+                    break;
+                }
                 // Somebody else's file has that name: leave it, take the next.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {

@@ -6,4 +6,6 @@ mod corpus;
 mod memory;
 mod naming;
 mod size;
+mod stamp;
+mod time;
 mod util;

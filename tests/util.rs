@@ -5,7 +5,7 @@
 //! so a bug there cannot hide itself.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
@@ -16,12 +16,60 @@ use sha2::{Digest, Sha256};
 /// How long any one run of logpipe may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// A finished segment as the test sees it: `<active>.<date>.<n>`.
+/// A finished segment as the test sees it: `<active>.<date>.<n>`, or
+/// `<active>.<date>.<n>.gz` once compressed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Seg {
     pub date: String,
     pub n: u64,
     pub path: PathBuf,
+    pub gz: bool,
+}
+
+impl Seg {
+    /// The segment's content, decompressed.
+    pub fn read(&self) -> Vec<u8> {
+        let bytes =
+            fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()));
+        if !self.gz {
+            return bytes;
+        }
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("decompress {}: {e}", self.path.display()));
+        out
+    }
+
+    /// The length of the content: the file's, or the gzip trailer's.
+    pub fn len(&self) -> u64 {
+        let Ok(meta) = fs::metadata(&self.path) else {
+            return 0;
+        };
+        if !self.gz {
+            return meta.len();
+        }
+        let bytes = fs::read(&self.path).unwrap_or_default();
+        match bytes.len().checked_sub(4) {
+            Some(at) => u64::from(u32::from_le_bytes(bytes[at..].try_into().unwrap())),
+            None => 0,
+        }
+    }
+
+    /// Feeds the content to `hasher`, decompressing as it goes.
+    pub fn hash_into(&self, hasher: &mut Sha256) {
+        let file = fs::File::open(&self.path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
+        if self.gz {
+            hash_reader(
+                hasher,
+                flate2::read::GzDecoder::new(io::BufReader::new(file)),
+                &self.path,
+            );
+        } else {
+            hash_reader(hasher, file, &self.path);
+        }
+    }
 }
 
 /// What a finished run left behind.
@@ -149,15 +197,10 @@ impl TestEnv {
         segments_in(&self.path(active))
     }
 
-    /// sha256 of the segments of `active` in order, then `active` itself.
+    /// sha256 of the segments of `active` in order (decompressed), then
+    /// `active` itself.
     pub fn collated_sha(&self, active: &str) -> String {
-        let segments = self.segments(active);
-        sha_of_files(
-            segments
-                .iter()
-                .map(|s| s.path.as_path())
-                .chain([self.path(active).as_path()]),
-        )
+        collated_sha_of(&self.segments(active), &self.path(active))
     }
 
     /// Bytes in `out/current` and in the segments of `current` in each of
@@ -167,7 +210,7 @@ impl TestEnv {
         let segments: u64 = dirs
             .iter()
             .flat_map(|dir| segments_in(&self.path(dir).join("current")))
-            .map(|s| fs::metadata(&s.path).map_or(0, |m| m.len()))
+            .map(|s| s.len())
             .sum();
         active + segments
     }
@@ -206,6 +249,10 @@ pub fn segments_in(active: &Path) -> Vec<Seg> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let rest = name.strip_prefix(&prefix)?;
+            let (rest, gz) = match rest.strip_suffix(".gz") {
+                Some(rest) => (rest, true),
+                None => (rest, false),
+            };
             let (date, n) = rest.split_once('.')?;
             let date_ok = date.len() == 10
                 && date.bytes().enumerate().all(|(i, b)| {
@@ -220,27 +267,38 @@ pub fn segments_in(active: &Path) -> Vec<Seg> {
                 date: date.to_string(),
                 n: n.parse().unwrap(),
                 path: e.path(),
+                gz,
             })
         })
         .collect();
     segs.sort();
+    // Between the rename of `X.gz` into place and the unlink of `X`, both
+    // exist with the same content: count the segment once (plain first).
+    segs.dedup_by(|later, earlier| later.date == earlier.date && later.n == earlier.n);
     segs
 }
 
-/// sha256 of the concatenation of `paths`.
-pub fn sha_of_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> String {
+/// sha256 of `segments` (decompressed) followed by `active`.
+pub fn collated_sha_of(segments: &[Seg], active: &Path) -> String {
     let mut hasher = Sha256::new();
-    for path in paths {
-        hash_file(&mut hasher, path);
+    for seg in segments {
+        seg.hash_into(&mut hasher);
     }
+    hash_file(&mut hasher, active);
     hex(&hasher.finalize())
 }
 
 pub fn hash_file(hasher: &mut Sha256, path: &Path) {
-    let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    hash_reader(hasher, file, path);
+}
+
+fn hash_reader(hasher: &mut Sha256, mut reader: impl Read, path: &Path) {
     let mut buf = vec![0; 1 << 20];
     loop {
-        let n = file.read(&mut buf).expect("read");
+        let n = reader
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         if n == 0 {
             break;
         }
@@ -260,7 +318,7 @@ pub fn hex(digest: &[u8]) -> String {
 /// bytes unless it holds exactly one line. Returns how many there are.
 pub fn check_segments(segs: &[Seg], limit: u64) -> usize {
     for seg in segs {
-        let bytes = fs::read(&seg.path).expect("read segment");
+        let bytes = seg.read();
         assert!(!bytes.is_empty(), "{} is empty", seg.path.display());
         assert_eq!(
             bytes.last(),
@@ -289,4 +347,111 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl TestEnv {
+    /// Runs `cmd` (from [`TestEnv::cmd`], perhaps with another `TZ`) on
+    /// `input` and waits for it.
+    pub fn run_cmd(&self, cmd: Command, input: &[u8]) -> Run {
+        let input = input.to_vec();
+        self.run_fed(cmd, move |stdin| drop(stdin.write_all(&input)))
+    }
+
+    /// The segments of `active` in (date, N) order, then `active` itself:
+    /// each one's name (a segment's without `.gz`: the name it was given at
+    /// rotation) and contents (decompressed).
+    pub fn files(&self, active: &str) -> Vec<(String, Vec<u8>)> {
+        let active = self.path(active);
+        let name = |path: &Path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.strip_suffix(".gz").unwrap_or(&name).to_string()
+        };
+        let mut files: Vec<_> = segments_in(&active)
+            .iter()
+            .map(|s| (name(&s.path), s.read()))
+            .collect();
+        let bytes = fs::read(&active).unwrap_or_else(|e| panic!("read {}: {e}", active.display()));
+        files.push((name(&active), bytes));
+        files
+    }
+
+    /// Like [`TestEnv::files`], with the contents as text, for files that
+    /// hold short text lines.
+    pub fn texts(&self, active: &str) -> Vec<(String, String)> {
+        self.files(active)
+            .into_iter()
+            .map(|(name, bytes)| (name, String::from_utf8(bytes).expect("text")))
+            .collect()
+    }
+
+    /// The segments of `active` in (date, N) order followed by `active`,
+    /// concatenated: what a round trip must give back.
+    pub fn collated(&self, active: &str) -> Vec<u8> {
+        self.files(active)
+            .into_iter()
+            .flat_map(|(_, bytes)| bytes)
+            .collect()
+    }
+}
+
+/// The control line that sets logpipe's `--debug-clock` to `at` (RFC 3339).
+pub fn clock_line(at: &str) -> String {
+    format!("#logpipe-clock {at}\n")
+}
+
+/// Makes sure `program` is on `PATH`, installing the Debian package
+/// `package` with apt-get when it is missing and we are root. Panics with
+/// what to install when that is not possible: a test that needs a program
+/// never skips silently.
+pub fn ensure_program(program: &str, package: &str) {
+    // Parallel tests must not run apt-get at once (it takes a lock and
+    // fails rather than wait).
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if on_path(program) {
+        return;
+    }
+    let mut log = String::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut apt = |args: &[&str]| {
+            let out = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null())
+                .output();
+            match out {
+                Ok(out) => {
+                    log.push_str(&String::from_utf8_lossy(&out.stderr));
+                    out.status.success()
+                }
+                Err(e) => {
+                    log.push_str(&format!("unable to run apt-get: {e}\n"));
+                    false
+                }
+            }
+        };
+        if !apt(&["install", "-y", package]) {
+            apt(&["update"]);
+            apt(&["install", "-y", package]);
+        }
+    } else {
+        log.push_str("not root, so apt-get was not tried\n");
+    }
+    assert!(
+        on_path(program),
+        "this test needs `{program}`: install Debian's `{package}` package \
+         (apt-get install {package}).\n{log}"
+    );
+}
+
+/// Whether an executable file named `program` is in a directory of `PATH`.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
