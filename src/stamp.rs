@@ -7,7 +7,7 @@
 //! (and reused while the microsecond does not change), by hand into a
 //! fixed buffer: no allocation per line or per read.
 //!
-//! Output goes out in runs of whole lines of about [`FLUSH_AT`] bytes, so
+//! Output goes out in runs of whole lines of about `FLUSH_AT` bytes, so
 //! the output buffer stays bounded however many prefixes a read needs.
 
 use anyhow::Result;
