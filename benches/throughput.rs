@@ -1,18 +1,21 @@
 //! Throughput of logpipe against `cat > file`, both at the far end of a pipe.
 //!
 //! A seeded log corpus (default 1 GiB) is generated once into a scratch
-//! directory. Then the two sinks run alternately (cat, logpipe, cat, ...),
-//! each fed by a separate `cat CORPUS` process through a pipe:
+//! directory. Then the sinks run in turn, round after round, each fed by a
+//! separate `cat CORPUS` process through a pipe:
 //!
 //! - `cat > out/file`: the floor, a plain copy with no rotation and no fsync;
-//! - `logpipe --size 64M out/`: rotation at line boundaries, every segment
-//!   fsynced before it is renamed, the active file synced at the end;
-//! - the same with `--timestamp rfc3339 --utc`: a prefix on every line.
+//! - logpipe without compression, with gzip, with `--timestamp rfc3339`,
+//!   and with 1 MiB segments, with and without a gzip -9 backlog (see
+//!   `SINKS`).
 //!
-//! Per run it measures the wall time from spawning the producer to the
-//! sink's exit, the sink's user+sys CPU time (`wait4`), and the sink's peak
-//! RSS (`VmHWM`, sampled from /proc every 10 ms: `ru_maxrss` would report
-//! the benchmark's own pre-exec size). Before each run, untimed, `out/` is
+//! Per run it measures the time from spawning the producer until it has
+//! written everything into the pipe (the reading loop's throughput, as a
+//! producer sees it: the MB/s column) and until the sink exits (for
+//! logpipe: synced, and the compression backlog drained), the sink's
+//! user+sys CPU time (`wait4`), and the sink's peak RSS (`VmHWM`, sampled
+//! from /proc every 10 ms: `ru_maxrss` would report the benchmark's own
+//! pre-exec size). Before each run, untimed, `out/` is
 //! recreated and `sync(2)` called so that the previous run's writeback does
 //! not land in this one. The first run of each logpipe sink is checked
 //! byte-exact (with the prefixes taken out for the stamped one). The
@@ -34,7 +37,7 @@ mod corpus;
 mod util;
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -53,33 +56,72 @@ const BLOCK: usize = 4 << 20;
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Sink {
-    Cat,
-    Logpipe,
-    /// logpipe with `--timestamp rfc3339 --utc`.
-    Stamped,
+/// A sink under test: `cat > file`, or logpipe with these arguments.
+#[derive(Clone, Copy)]
+struct Sink {
+    label: &'static str,
+    /// logpipe's arguments before `out/`; `None` for `cat > out/file`.
+    logpipe: Option<&'static [&'static str]>,
+    /// Its output carries `--timestamp rfc3339 --utc` prefixes.
+    stamped: bool,
 }
 
-/// Every sink, in the order they run within a round; `cat` first.
-const SINKS: [Sink; 3] = [Sink::Cat, Sink::Logpipe, Sink::Stamped];
+/// Every sink, in the order they run within a round; `cat` first, as the
+/// baseline of the ratios.
+const SINKS: &[Sink] = &[
+    Sink {
+        label: "`cat > file`",
+        logpipe: None,
+        stamped: false,
+    },
+    Sink {
+        label: "`logpipe --size 64M --compress none`",
+        logpipe: Some(&["--size", "64M", "--compress", "none"]),
+        stamped: false,
+    },
+    Sink {
+        label: "`logpipe --size 64M` (gzip -6)",
+        logpipe: Some(&["--size", "64M", "--shutdown-timeout", "600s"]),
+        stamped: false,
+    },
+    Sink {
+        label: "`logpipe --size 64M --compress none --timestamp rfc3339`",
+        logpipe: Some(&[
+            "--size",
+            "64M",
+            "--compress",
+            "none",
+            "--timestamp",
+            "rfc3339",
+            "--utc",
+        ]),
+        stamped: true,
+    },
+    Sink {
+        label: "`logpipe --size 1M --compress none`",
+        logpipe: Some(&["--size", "1M", "--compress", "none"]),
+        stamped: false,
+    },
+    // Input far faster than compression: the backlog waits on disk, and
+    // logpipe exits at once, leaving it to the next start.
+    Sink {
+        label: "`logpipe --size 1M --level 9` (backlog)",
+        logpipe: Some(&["--size", "1M", "--level", "9", "--shutdown-timeout", "0s"]),
+        stamped: false,
+    },
+];
 
 /// The length of an rfc3339 prefix under `--utc`:
 /// `2026-11-21T14:03:07.123456Z `.
 const PREFIX_LEN: usize = 28;
 
-impl Sink {
-    fn label(self) -> &'static str {
-        match self {
-            Sink::Cat => "`cat > file`",
-            Sink::Logpipe => "`logpipe --size 64M`",
-            Sink::Stamped => "`logpipe --size 64M --timestamp rfc3339`",
-        }
-    }
-}
-
 /// One timed run of one sink.
 struct Sample {
+    /// Until the producer has written everything into the pipe: the
+    /// reading loop's time, as the producer sees it.
+    read_s: f64,
+    /// Until the sink has exited (for logpipe: everything synced, and the
+    /// compression backlog drained or left).
     wall_s: f64,
     cpu_s: f64,
     peak_rss_kib: u64,
@@ -121,23 +163,24 @@ fn main() {
     let mut checks: Vec<(Sink, bool, usize)> = Vec::new();
     // One untimed run of each first: the first pass over fresh memory and
     // a cold page cache would otherwise land on whichever sink goes first.
-    for sink in SINKS {
+    for &sink in SINKS {
         run(sink, &scratch, &corpus);
     }
     for i in 1..=runs {
-        for (k, sink) in SINKS.into_iter().enumerate() {
+        for (k, &sink) in SINKS.iter().enumerate() {
             let sample = run(sink, &scratch, &corpus);
             println!(
-                "run {i}/{runs} {:<42} {:7.3} s {:8.1} MB/s  cpu {:6.3} s  peak RSS {:6.1} MiB",
-                sink.label(),
+                "run {i}/{runs} {:<58} read {:7.3} s {:8.1} MB/s  done {:7.3} s  cpu {:6.3} s  peak RSS {:5.1} MiB",
+                sink.label,
+                sample.read_s,
+                bytes as f64 / 1e6 / sample.read_s,
                 sample.wall_s,
-                bytes as f64 / 1e6 / sample.wall_s,
                 sample.cpu_s,
                 sample.peak_rss_kib as f64 / 1024.0,
             );
             samples[k].push(sample);
-            if sink != Sink::Cat && i == 1 {
-                let (segments, sha) = collated_sha(&scratch.join("out"), sink == Sink::Stamped);
+            if sink.logpipe.is_some() && i == 1 {
+                let (segments, sha) = collated_sha(&scratch.join("out"), sink.stamped);
                 checks.push((sink, sha == corpus_sha, segments));
             }
         }
@@ -165,8 +208,8 @@ fn main() {
     for (sink, ok, segments) in &checks {
         println!(
             "- byte-exact, {} (first run, {segments} segments + current{}): {}",
-            sink.label(),
-            if *sink == Sink::Stamped {
+            sink.label,
+            if sink.stamped {
                 ", prefixes removed"
             } else {
                 ""
@@ -176,12 +219,13 @@ fn main() {
     }
     println!();
     println!(
-        "| sink | MB/s median (min–max) | CPU-s per GiB (median) | peak RSS MiB (max over runs) | median MB/s vs cat |"
+        "| sink | MB/s median (min–max) | done s (median) | CPU-s per GiB (median) | peak RSS MiB (max) | MB/s vs cat |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     let cat_median = median(throughputs(&samples[0], bytes));
     for (sink, samples) in SINKS.iter().zip(&samples) {
         let mbps = throughputs(samples, bytes);
+        let done = median(samples.iter().map(|s| s.wall_s).collect());
         let (min, max) = mbps
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
@@ -194,8 +238,8 @@ fn main() {
         let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
         let med = median(mbps);
         println!(
-            "| {} | {med:.0} ({min:.0}–{max:.0}) | {cpu_per_gib:.2} | {:.1} | {:.2} |",
-            sink.label(),
+            "| {} | {med:.0} ({min:.0}–{max:.0}) | {done:.2} | {cpu_per_gib:.2} | {:.1} | {:.2} |",
+            sink.label,
             rss as f64 / 1024.0,
             med / cat_median,
         );
@@ -261,24 +305,25 @@ fn run(sink: Sink, scratch: &Path, corpus: &Path) -> Sample {
         .spawn()
         .expect("start the producer `cat`");
     let pipe = producer.stdout.take().expect("producer stdout is piped");
-    let mut cmd = match sink {
-        Sink::Cat => {
+    let mut cmd = match sink.logpipe {
+        None => {
             let mut cmd = Command::new("cat");
             cmd.stdout(File::create(out.join("file")).expect("create out/file"));
             cmd
         }
-        Sink::Logpipe | Sink::Stamped => {
+        Some(args) => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_logpipe"));
-            cmd.args(["--size", "64M", "out/"]).current_dir(scratch);
-            if sink == Sink::Stamped {
-                cmd.args(["--timestamp", "rfc3339", "--utc"]);
-            }
+            cmd.args(args).arg("out/").current_dir(scratch);
             cmd
         }
     };
     let pid = cmd.stdin(pipe).spawn().expect("start the sink").id();
     // Close our copies of the pipe's read end and of out/file.
     drop(cmd);
+    let producer = thread::spawn(move || {
+        let status = producer.wait().expect("wait for the producer");
+        (status, start.elapsed().as_secs_f64())
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -299,10 +344,11 @@ fn run(sink: Sink, scratch: &Path, corpus: &Path) -> Sample {
     stop.store(true, Ordering::Relaxed);
     let peak_rss_kib = sampler.join().expect("RSS sampler thread");
 
-    let produced = producer.wait().expect("wait for the producer");
+    let (produced, read_s) = producer.join().expect("producer thread");
     assert!(produced.success(), "producer `cat` failed: {produced}");
-    assert!(status.success(), "{} failed: {status}", sink.label());
+    assert!(status.success(), "{} failed: {status}", sink.label);
     Sample {
+        read_s,
         wall_s,
         cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         peak_rss_kib,
@@ -334,47 +380,49 @@ fn seconds(t: libc::timeval) -> f64 {
 }
 
 /// The sha256 of logpipe's output in `out`: the segments in (date, N)
-/// order, then `current`; with `stamped`, each line's rfc3339 prefix is
-/// checked for shape and left out. Also returns how many segments there
-/// were.
+/// order (decompressed), then `current`; with `stamped`, each line's
+/// rfc3339 prefix is checked for shape and left out. Also returns how many
+/// segments there were.
 fn collated_sha(out: &Path, stamped: bool) -> (usize, String) {
     let active = out.join("current");
     let segments = util::segments_in(&active);
-    let paths = segments.iter().map(|s| s.path.clone()).chain([active]);
     let mut hasher = Sha256::new();
-    for path in paths {
-        if !stamped {
-            util::hash_file(&mut hasher, &path);
-            continue;
+    for seg in &segments {
+        if stamped {
+            hash_unstamped(&mut hasher, &seg.read());
+        } else {
+            seg.hash_into(&mut hasher);
         }
-        let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut line = Vec::new();
-        while reader
-            .read_until(b'\n', &mut line)
-            .expect("read logpipe's output")
-            > 0
-        {
-            let prefix_ok = line.len() > PREFIX_LEN
-                && line[PREFIX_LEN - 2..PREFIX_LEN] == *b"Z "
-                && line[10] == b'T';
-            if !prefix_ok {
-                // A line without its prefix cannot hash like the corpus.
-                hasher.update(b"missing prefix");
-                hasher.update(&line);
-            } else {
-                hasher.update(&line[PREFIX_LEN..]);
-            }
-            line.clear();
-        }
+    }
+    if stamped {
+        hash_unstamped(&mut hasher, &fs::read(&active).expect("read out/current"));
+    } else {
+        util::hash_file(&mut hasher, &active);
     }
     (segments.len(), util::hex(&hasher.finalize()))
 }
 
+/// Hashes `bytes` with the prefix of each line left out; a line without a
+/// well-formed prefix is hashed so that it cannot match the corpus.
+fn hash_unstamped(hasher: &mut Sha256, bytes: &[u8]) {
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let prefixed = line.len() > PREFIX_LEN
+            && line[10] == b'T'
+            && line[PREFIX_LEN - 2..PREFIX_LEN] == *b"Z ";
+        if prefixed {
+            hasher.update(&line[PREFIX_LEN..]);
+        } else {
+            hasher.update(b"missing prefix");
+            hasher.update(line);
+        }
+    }
+}
+
+/// Input MB/s of each sample's reading loop.
 fn throughputs(samples: &[Sample], bytes: u64) -> Vec<f64> {
     samples
         .iter()
-        .map(|s| bytes as f64 / 1e6 / s.wall_s)
+        .map(|s| bytes as f64 / 1e6 / s.read_s)
         .collect()
 }
 

@@ -74,10 +74,17 @@ impl Worker {
     pub fn start(target: Target, policy: Policy) -> Result<Worker> {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
+        // Recovery looks at the directory before the main loop finishes any
+        // segment, so that a plain segment it finds is one an earlier run
+        // left, never one that the main loop is also about to send.
+        let mut state = State::new(target, policy);
+        if let Err(e) = state.recover() {
+            eprintln!("logpipe: warning: {e:#}");
+        }
         let thread = thread::Builder::new()
             .name("logpipe-worker".into())
             .spawn(move || {
-                State::new(target, policy).run(rx);
+                state.run(rx);
                 let _ = done_tx.send(());
             })
             .context("unable to start the worker thread")?;
@@ -135,9 +142,6 @@ impl State {
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
-        if let Err(e) = self.recover() {
-            eprintln!("logpipe: warning: {e:#}");
-        }
         self.apply_retention();
         // `open`: the main loop may still send; `stopping`: it asked us to
         // finish what is queued and stop.

@@ -2,9 +2,11 @@
 //! input and checks what it left on disk byte for byte.
 
 mod cli;
+mod compress;
 mod corpus;
 mod memory;
 mod naming;
+mod retention;
 mod size;
 mod stamp;
 mod time;
