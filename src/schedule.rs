@@ -33,24 +33,16 @@ pub fn parse_every(text: &str) -> Result<Every, String> {
     if text == "never" {
         return Ok(Every::Never);
     }
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => DAY,
-        _ => return Err("expected never, or a number followed by s, m, h or d (like 15m)".into()),
-    };
-    let seconds = number
-        .parse::<u32>()
+    let duration = crate::cli::parse_duration(text).map_err(|_| {
+        "expected never, or a number followed by s, m, h or d (like 15m)".to_string()
+    })?;
+    u32::try_from(duration.as_secs())
         .ok()
-        .and_then(|n| n.checked_mul(unit))
         .filter(|&s| s > 0 && DAY.is_multiple_of(s))
+        .map(Every::Seconds)
         .ok_or_else(|| {
             "the interval must divide a day evenly (like 30s, 15m, 1h or 1d)".to_string()
-        })?;
-    Ok(Every::Seconds(seconds))
+        })
 }
 
 /// Time windows and dates in one zone.
