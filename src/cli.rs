@@ -19,9 +19,10 @@ const LONG_ABOUT: &str = "\
 logpipe sits at the far end of a pipe and writes what it reads to an active
 file. Before a write would take the active file past --size, and at every
 wall-clock boundary of --every, it rolls the file into a finished segment,
-at a line boundary, and carries on in a fresh active file. The producing
-program never holds a log file handle, and rotation never loses or splits a
-line.
+at a line boundary, and carries on in a fresh active file. Finished
+segments are gzipped by a worker thread, so the reading loop never waits for
+compression. The producing program never holds a log file handle, and
+rotation never loses or splits a line.
 
 TARGET is either a directory (an existing directory, or any path ending in
 /), in which case the active file is DIR/current (see --name), or the path
@@ -33,11 +34,11 @@ Example:
 
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
-  ACTIVE.YYYY-MM-DD.N.gz    finished segments, once compressed
   ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
                             segment was opened (local time, or UTC with
                             --utc), N counts from 1 for each date and is
                             never reused for this target
+  ACTIVE.YYYY-MM-DD.N.gz    the same, once compressed
   ACTIVE.lock               held while logpipe runs; holds its pid
   ACTIVE.state              the highest N used per date, so that segments
                             moved away or deleted never lead to a reused name
@@ -51,7 +52,8 @@ Signals:
   SIGUSR1, SIGALRM          roll now, if the active file is not empty
 
 Exit status:
-  0  end of input reached and everything written and synced
+  0  end of input reached, everything written and synced (and compressed,
+     unless --shutdown-timeout ran out first)
   1  a runtime error; one line `logpipe: <what>: <why>` on stderr
   2  bad usage";
 
