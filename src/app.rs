@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
@@ -71,7 +72,8 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     let mut stamper = args
         .timestamp
         .map(|format| Stamper::new(format, tz, args.utc));
-    let signals = Signals::install()?;
+    let signals = Rc::new(Signals::install()?);
+    segment.set_pauser(signals.clone());
 
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
@@ -81,8 +83,15 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         if signals.take_roll() {
             segment.ask_roll();
         }
+        if signals.take_reopen() {
+            segment.ask_reopen();
+        }
         segment.tick(now)?;
         segment.take_finished().for_each(|id| worker.finished(id));
+        if signals.stop_asked() {
+            write_available(&stdin, &mut reader, &mut clock, &mut segment, &mut stamper)?;
+            break;
+        }
         let timeout = wait_ms(now, segment.wake_at());
         let ready = signals::wait(stdin.as_fd(), &signals, timeout)
             .context("unable to wait for standard input")?;
@@ -105,6 +114,32 @@ pub fn run(args: Args, target: Target) -> Result<()> {
             "logpipe: warning: compression still running after --shutdown-timeout {}s; the next start finishes it",
             args.shutdown_timeout.as_secs()
         );
+    }
+    Ok(())
+}
+
+/// On SIGTERM or SIGINT: writes the input that was already waiting in the
+/// pipe when the signal came, then what is buffered, finishing an
+/// unfinished last line as at end of input. Reads nothing that arrives
+/// later, so a producer that keeps writing cannot hold logpipe up.
+fn write_available(
+    stdin: &File,
+    reader: &mut LineReader<&File>,
+    clock: &mut Clock,
+    segment: &mut Segment,
+    stamper: &mut Option<Stamper>,
+) -> Result<()> {
+    let until = reader.bytes_read() + signals::available(stdin.as_fd());
+    while reader.bytes_read() < until && signals::available(stdin.as_fd()) > 0 {
+        match reader.read().context("unable to read standard input")? {
+            Input::Run(run) => write_run(clock, segment, stamper, run)?,
+            Input::Partial => {}
+            Input::End => return Ok(()),
+        }
+    }
+    reader.end();
+    while let Input::Run(run) = reader.read().context("unable to read standard input")? {
+        write_run(clock, segment, stamper, run)?;
     }
     Ok(())
 }

@@ -51,6 +51,8 @@ pub struct LineReader<R> {
     /// The last run handed out ended inside a line.
     unfinished: bool,
     eof: bool,
+    /// Bytes read from the source so far.
+    bytes_read: u64,
 }
 
 impl<R: Read> LineReader<R> {
@@ -70,6 +72,7 @@ impl<R: Read> LineReader<R> {
             handed_out: 0,
             unfinished: false,
             eof: false,
+            bytes_read: 0,
         }
     }
 
@@ -89,6 +92,7 @@ impl<R: Read> LineReader<R> {
                 }
             };
             if n > 0 {
+                self.bytes_read += n as u64;
                 let start = self.filled;
                 self.filled += n;
                 if let Some(i) = memrchr(b'\n', &self.buf[start..self.filled]) {
@@ -109,6 +113,17 @@ impl<R: Read> LineReader<R> {
             return Ok(self.hand_out(self.filled));
         }
         Ok(Input::End)
+    }
+
+    /// Bytes read from the source so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Reads no more: from now on, [`LineReader::read`] hands out what is
+    /// buffered (an unfinished last line with a newline added), then `End`.
+    pub fn end(&mut self) {
+        self.eof = true;
     }
 
     fn hand_out(&mut self, len: usize) -> Input<'_> {
@@ -203,6 +218,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ending_early_finishes_the_buffered_line() {
+        let mut reader = LineReader::with_capacity(
+            Trickle {
+                data: b"a\nunfinished",
+                step: 100,
+            },
+            64,
+        );
+        assert_eq!(reader.read().unwrap(), Input::Run(b"a\n"));
+        assert_eq!(reader.bytes_read(), 12);
+        reader.end();
+        assert_eq!(reader.read().unwrap(), Input::Run(b"unfinished\n"));
+        assert_eq!(reader.read().unwrap(), Input::End);
     }
 
     #[test]

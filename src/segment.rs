@@ -22,6 +22,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
@@ -32,6 +34,18 @@ use crate::naming::{self, SegmentId};
 use crate::numbering::Numbering;
 use crate::schedule::Schedule;
 use crate::target::Target;
+
+/// What a segment does when the disk refuses a write: wait, then try
+/// again. The main loop's signals provide it, so that SIGTERM cuts a wait
+/// short.
+pub trait Pause: std::fmt::Debug {
+    /// Waits for `wait`; returns false if logpipe is to stop instead.
+    fn pause(&self, wait: Duration) -> bool;
+}
+
+/// The first and the longest wait between attempts after a failed write.
+const PAUSE_FIRST: Duration = Duration::from_secs(1);
+const PAUSE_MAX: Duration = Duration::from_secs(30);
 
 /// How segments are made.
 #[derive(Debug, Clone)]
@@ -68,6 +82,16 @@ pub struct Segment {
     last_now: Timestamp,
     /// Segments finished since the last [`Segment::take_finished`].
     finished: Vec<SegmentId>,
+    /// A roll whose rename succeeded but whose new active file could not be
+    /// opened yet: the next attempt resumes there.
+    renamed_away: bool,
+    /// Reopening the active file was asked for (SIGHUP).
+    reopen_asked: bool,
+    /// Waits between attempts after a failed write; without it, a failed
+    /// write is an error at once.
+    pauser: Option<Rc<dyn Pause>>,
+    /// Since when, and how long the next wait is, while writes fail.
+    pausing: Option<(Instant, Duration)>,
     options: Options,
 }
 
@@ -102,41 +126,58 @@ impl Segment {
             }
             file => file,
         };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("unable to stat {}", active.display()))?;
         let mut segment = Segment {
             target,
             active,
             numbering,
             file,
-            written: meta.len(),
+            written: 0,
             mid_line: false,
             opened: None,
             deadline: None,
             roll_asked: false,
             last_now: now,
             finished: Vec::new(),
+            renamed_away: false,
+            reopen_asked: false,
+            pauser: None,
+            pausing: None,
             options,
         };
+        segment.adopt(now)?;
+        Ok(segment)
+    }
+
+    /// Takes the file just opened at the active path as it is: its size,
+    /// its date and time window (those of the moment it was last written),
+    /// and a last line left unfinished by a crash closed with a newline so
+    /// that it never fuses with the next line.
+    fn adopt(&mut self, now: Timestamp) -> Result<()> {
+        let meta = self
+            .file
+            .metadata()
+            .with_context(|| format!("unable to stat {}", self.active.display()))?;
+        self.written = meta.len();
+        self.mid_line = false;
+        self.opened = None;
+        self.deadline = None;
         if meta.len() > 0 {
             let last_written = meta
                 .modified()
                 .ok()
                 .and_then(|t| Timestamp::try_from(t).ok())
                 .unwrap_or(now);
-            segment.opened = Some(segment.options.schedule.date(last_written));
-            segment.deadline = segment.options.schedule.next_boundary(last_written);
+            self.opened = Some(self.options.schedule.date(last_written));
+            self.deadline = self.options.schedule.next_boundary(last_written);
             let mut last = [0u8];
-            segment
-                .file
+            self.file
                 .read_exact_at(&mut last, meta.len() - 1)
-                .with_context(|| format!("unable to read {}", segment.active.display()))?;
+                .with_context(|| format!("unable to read {}", self.active.display()))?;
             if last[0] != b'\n' {
-                segment.append(now, b"\n")?;
+                self.append(now, &mut &b"\n"[..])?;
             }
         }
-        Ok(segment)
+        Ok(())
     }
 
     /// Writes `data`, rolling the active file at line boundaries so that it
@@ -149,7 +190,17 @@ impl Segment {
     ///
     /// The common case, whole lines that fit, is one `write(2)`; the cut is
     /// searched for only when the limit falls inside `data`.
-    pub fn write(&mut self, now: Timestamp, mut data: &[u8]) -> Result<()> {
+    ///
+    /// If it fails (after the pauses, if there is a pauser), the error says
+    /// how many bytes of `data` were not written.
+    pub fn write(&mut self, now: Timestamp, data: &[u8]) -> Result<()> {
+        let mut rest = data;
+        let result = self.write_rest(now, &mut rest);
+        result.map_err(|e| e.context(format!("stopped with {} bytes not written", rest.len())))
+    }
+
+    /// [`Segment::write`], leaving in `data` what is not written yet.
+    fn write_rest(&mut self, now: Timestamp, data: &mut &[u8]) -> Result<()> {
         while !data.is_empty() {
             let room = self.options.size.saturating_sub(self.written);
             if data.len() as u64 <= room && data.ends_with(b"\n") {
@@ -170,8 +221,10 @@ impl Segment {
                 self.roll(now)?;
                 continue;
             };
-            self.append(now, &data[..take])?;
-            data = &data[take..];
+            let mut piece = &data[..take];
+            let appended = self.append(now, &mut piece);
+            *data = &data[take - piece.len()..];
+            appended?;
         }
         Ok(())
     }
@@ -191,7 +244,13 @@ impl Segment {
             self.deadline = Some(deadline.min(next));
         }
         self.last_now = now;
-        if !self.mid_line && (self.roll_asked || self.deadline.is_some_and(|d| now >= d)) {
+        if self.mid_line {
+            return Ok(());
+        }
+        if self.reopen_asked {
+            self.reopen(now)?;
+        }
+        if self.roll_asked || self.deadline.is_some_and(|d| now >= d) {
             self.roll(now)?;
         }
         Ok(())
@@ -208,7 +267,7 @@ impl Segment {
     pub fn wake_at(&self) -> Option<Timestamp> {
         if self.mid_line {
             None
-        } else if self.roll_asked {
+        } else if self.roll_asked || self.reopen_asked {
             Some(self.last_now)
         } else {
             self.deadline
@@ -225,7 +284,7 @@ impl Segment {
     /// active file. It stays in place, to be continued by the next run.
     pub fn close(mut self, now: Timestamp) -> Result<()> {
         if self.mid_line {
-            self.append(now, b"\n")?;
+            self.append(now, &mut &b"\n"[..])?;
         }
         self.file
             .sync_data()
@@ -233,20 +292,69 @@ impl Segment {
     }
 
     /// Appends bytes to the active file with one `write(2)` (more only if
-    /// the kernel writes less than asked).
-    fn append(&mut self, now: Timestamp, bytes: &[u8]) -> Result<()> {
+    /// the kernel writes less than asked). A failed write is retried after
+    /// a pause, from exactly where it stopped; see [`Segment::set_pauser`].
+    fn append(&mut self, now: Timestamp, bytes: &mut &[u8]) -> Result<()> {
         if self.written == 0 {
             self.opened = Some(self.options.schedule.date(now));
             self.deadline = self.options.schedule.next_boundary(now);
         }
-        self.file
-            .write_all(bytes)
-            .with_context(|| format!("unable to write {}", self.active.display()))?;
-        self.written += bytes.len() as u64;
-        if let Some(&last) = bytes.last() {
-            self.mid_line = last != b'\n';
+        while !bytes.is_empty() {
+            match self.file.write(bytes) {
+                Ok(n) if n > 0 => {
+                    self.written += n as u64;
+                    self.mid_line = bytes[n - 1] != b'\n';
+                    *bytes = &bytes[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => {
+                    let e = result
+                        .err()
+                        .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+                    let e = anyhow::Error::new(e)
+                        .context(format!("unable to write {}", self.active.display()));
+                    self.pause_after(e)?;
+                }
+            }
         }
+        self.resumed();
         Ok(())
+    }
+
+    /// Sets what to do when writes fail: pause and retry (the disk may
+    /// fill up and be freed again). Back-pressure then reaches the
+    /// producer through the pipe, since nothing is read meanwhile.
+    pub fn set_pauser(&mut self, pauser: Rc<dyn Pause>) {
+        self.pauser = Some(pauser);
+    }
+
+    /// After a failed operation: says so once, waits (1 s, doubling up to
+    /// 30 s), and returns Ok to try again; or returns the error if there is
+    /// no pauser or logpipe is to stop.
+    fn pause_after(&mut self, e: anyhow::Error) -> Result<()> {
+        let Some(pauser) = self.pauser.clone() else {
+            return Err(e);
+        };
+        let (since, wait) = *self.pausing.get_or_insert_with(|| {
+            eprintln!("logpipe: pausing: {e:#}");
+            (Instant::now(), PAUSE_FIRST)
+        });
+        if !pauser.pause(wait) {
+            return Err(e);
+        }
+        self.pausing = Some((since, (wait * 2).min(PAUSE_MAX)));
+        Ok(())
+    }
+
+    /// After a success: says that writing resumed, if it had paused.
+    fn resumed(&mut self) {
+        if let Some((since, _)) = self.pausing.take() {
+            eprintln!(
+                "logpipe: info: resumed writing {} after {}s",
+                self.active.display(),
+                since.elapsed().as_secs()
+            );
+        }
     }
 
     /// Finishes the active file as a segment named after the day it was
@@ -260,40 +368,83 @@ impl Segment {
             !self.mid_line,
             "rolling inside a line; this is a bug in logpipe"
         );
-        self.file
-            .sync_data()
-            .with_context(|| format!("unable to sync {}", self.active.display()))?;
-        let date = self
-            .opened
-            .unwrap_or_else(|| self.options.schedule.date(now));
-        loop {
-            let id = self.numbering.take(date)?;
-            let finished = self.target.segment(id);
-            match rename_noreplace(&self.active, &finished) {
-                Ok(()) => {
-                    self.finished.push(id);
-                    break;
-                }
-                // Somebody else's file has that name: leave it, take the next.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "unable to rename {} to {}",
-                            self.active.display(),
-                            finished.display()
-                        )
-                    });
+        while let Err(e) = self.try_roll(now) {
+            self.pause_after(e)?;
+        }
+        self.resumed();
+        Ok(())
+    }
+
+    /// One attempt at [`Segment::roll`]; a failed attempt can be repeated,
+    /// and resumes after the steps that succeeded.
+    fn try_roll(&mut self, now: Timestamp) -> Result<()> {
+        if !self.renamed_away {
+            self.file
+                .sync_data()
+                .with_context(|| format!("unable to sync {}", self.active.display()))?;
+            let date = self
+                .opened
+                .unwrap_or_else(|| self.options.schedule.date(now));
+            loop {
+                let id = self.numbering.take(date)?;
+                let finished = self.target.segment(id);
+                match rename_noreplace(&self.active, &finished) {
+                    Ok(()) => {
+                        self.finished.push(id);
+                        break;
+                    }
+                    // Somebody else's file has that name: leave it, take the next.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "unable to rename {} to {}",
+                                self.active.display(),
+                                finished.display()
+                            )
+                        });
+                    }
                 }
             }
+            self.renamed_away = true;
         }
         self.file = open_active(&self.active, self.options.mode)?;
+        self.renamed_away = false;
         self.written = 0;
         self.mid_line = false;
         self.opened = None;
         self.deadline = None;
         self.roll_asked = false;
         Ok(())
+    }
+
+    /// Asks to reopen the active file by its path at the next
+    /// [`Segment::tick`] that is not inside a line (SIGHUP).
+    pub fn ask_reopen(&mut self) {
+        self.reopen_asked = true;
+    }
+
+    /// Reopens the active file by its path: if an external tool moved it
+    /// away, what follows goes to a new active file there; if it is still
+    /// there, writing simply goes on.
+    fn reopen(&mut self, now: Timestamp) -> Result<()> {
+        self.reopen_asked = false;
+        let ours = self
+            .file
+            .metadata()
+            .with_context(|| format!("unable to stat {}", self.active.display()))?;
+        if let Ok(there) = fs::metadata(&self.active)
+            && there.dev() == ours.dev()
+            && there.ino() == ours.ino()
+        {
+            return Ok(());
+        }
+        // The file we hold is no longer the active path: finish with it.
+        if let Err(e) = self.file.sync_data() {
+            eprintln!("logpipe: warning: unable to sync the moved active file: {e}");
+        }
+        self.file = open_active(&self.active, self.options.mode)?;
+        self.adopt(now)
     }
 }
 

@@ -6,21 +6,27 @@
 //! is the self-pipe pattern of s6-log and svlogd.
 //!
 //! SIGUSR1 and SIGALRM ask for a roll now (the daemontools, runit and s6
-//! convention).
+//! convention); SIGHUP asks to reopen the active file (the logrotate
+//! habit); SIGTERM and SIGINT ask to stop once the input already available
+//! is written.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGALRM, SIGUSR1};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 /// The signals logpipe listens to, and the pipe that wakes the main loop.
 #[derive(Debug)]
 pub struct Signals {
     roll: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     wake: UnixStream,
 }
 
@@ -33,16 +39,28 @@ impl Signals {
         wake_writer
             .set_nonblocking(true)
             .context("unable to set up the signal pipe")?;
-        let roll = Arc::new(AtomicBool::new(false));
-        for signal in [SIGUSR1, SIGALRM] {
-            signal_hook::flag::register(signal, Arc::clone(&roll))
+        let [roll, reopen, stop] = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
+        let flags = [
+            (SIGUSR1, &roll),
+            (SIGALRM, &roll),
+            (SIGHUP, &reopen),
+            (SIGTERM, &stop),
+            (SIGINT, &stop),
+        ];
+        for (signal, flag) in flags {
+            signal_hook::flag::register(signal, Arc::clone(flag))
                 .and_then(|_| {
                     let writer = wake_writer.try_clone()?;
                     signal_hook::low_level::pipe::register(signal, writer)
                 })
                 .with_context(|| format!("unable to handle signal {signal}"))?;
         }
-        Ok(Signals { roll, wake })
+        Ok(Signals {
+            roll,
+            reopen,
+            stop,
+            wake,
+        })
     }
 
     /// The descriptor that becomes readable when a signal arrives.
@@ -60,6 +78,45 @@ impl Signals {
     pub fn take_roll(&self) -> bool {
         self.roll.swap(false, Ordering::Relaxed)
     }
+
+    /// Whether reopening the active file was asked for since the last call.
+    pub fn take_reopen(&self) -> bool {
+        self.reopen.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether stopping was asked for (it stays asked for).
+    pub fn stop_asked(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Waits for `wait`, or less if SIGTERM or SIGINT arrives. Returns
+    /// false if stopping was asked for. Other signals stay recorded for the
+    /// main loop.
+    pub fn pause(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        while !self.stop_asked() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+            let mut fd = libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, and its count.
+            unsafe { libc::poll(&mut fd, 1, ms) };
+            self.drain();
+        }
+        false
+    }
+}
+
+impl crate::segment::Pause for Signals {
+    fn pause(&self, wait: Duration) -> bool {
+        Signals::pause(self, wait)
+    }
 }
 
 /// What [`wait`] saw.
@@ -75,7 +132,6 @@ pub struct Ready {
 /// Waits until `input` or `signals`' pipe is readable, or `timeout` ms
 /// pass. An interrupted wait returns with nothing ready.
 pub fn wait(input: BorrowedFd<'_>, signals: &Signals, timeout_ms: i32) -> io::Result<Ready> {
-    use std::os::fd::AsRawFd;
     let mut fds = [
         libc::pollfd {
             fd: input.as_raw_fd(),
@@ -103,4 +159,16 @@ pub fn wait(input: BorrowedFd<'_>, signals: &Signals, timeout_ms: i32) -> io::Re
         input: fds[0].revents != 0,
         signal: fds[1].revents != 0,
     })
+}
+
+/// How many bytes can be read from `input` right now without waiting.
+pub fn available(input: BorrowedFd<'_>) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into `n`, which we own.
+    let rc = unsafe { libc::ioctl(input.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        u64::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
 }

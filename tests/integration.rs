@@ -4,6 +4,7 @@
 mod cli;
 mod compress;
 mod corpus;
+mod faults;
 mod memory;
 mod naming;
 mod retention;

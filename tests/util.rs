@@ -145,10 +145,13 @@ impl TestEnv {
     /// Waits for a started child (stdin already closed or being fed) and
     /// collects its status and stderr.
     pub fn finish(&self, mut child: Child, describe: &str) -> Run {
-        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+        // A test that reads stderr itself has taken it already.
+        let stderr_pipe = child.stderr.take();
         let reader = thread::spawn(move || {
             let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
+            if let Some(mut pipe) = stderr_pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
             text
         });
         let start = Instant::now();

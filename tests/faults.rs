@@ -1,0 +1,312 @@
+//! Faults and signals: a real full disk, SIGTERM and SIGINT with a producer
+//! that keeps writing, SIGHUP after the active file was moved away.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::util::{TestEnv, sha};
+
+/// Numbered lines of 48 bytes, `count` of them from `first`.
+fn numbered(first: u64, count: u64) -> Vec<u8> {
+    (first..first + count)
+        .flat_map(|i| format!("line {i:012} padding padding padding pad\n").into_bytes())
+        .collect()
+}
+
+/// Whether tests that need root may run. As root they always do. Otherwise
+/// the test fails, saying why, unless LOGPIPE_SKIP_ROOT_TESTS=1 asks to
+/// skip it knowingly; then it says so on stderr.
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let why = "it mounts a small tmpfs to make a real full disk, which needs root";
+    assert!(
+        std::env::var_os("LOGPIPE_SKIP_ROOT_TESTS").is_some(),
+        "{test} cannot run: {why}. Run the tests as root, or set LOGPIPE_SKIP_ROOT_TESTS=1 to skip it knowingly."
+    );
+    eprintln!("SKIPPED {test}: {why} (LOGPIPE_SKIP_ROOT_TESTS is set)");
+    false
+}
+
+/// A tmpfs of `size` mounted at `dir` for as long as it lives.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs failed: {status}");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` but for about `leave` bytes, with
+/// a file `dir/filler`, and returns its path.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut file = fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    // Write until the disk refuses, then give back `leave` bytes.
+    while file.write_all(&block).is_ok() {}
+    let len = fs::metadata(&filler).unwrap().len();
+    file.set_len(len.saturating_sub(leave)).unwrap();
+    filler
+}
+
+/// Collects a child's stderr as it comes, so a test can wait for a line.
+fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let pipe = child.stderr.take().expect("stderr is piped");
+    let sink = Arc::clone(&text);
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    text
+}
+
+/// Feeds `input` to `stdin` on a thread, counting what the pipe accepted.
+fn feed(
+    mut stdin: std::process::ChildStdin,
+    input: Vec<u8>,
+) -> (Arc<AtomicU64>, thread::JoinHandle<()>) {
+    let fed = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&fed);
+    let feeder = thread::spawn(move || {
+        for chunk in input.chunks(4096) {
+            if stdin.write_all(chunk).is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    (fed, feeder)
+}
+
+/// On a full disk logpipe pauses (once on stderr), stops reading so the
+/// producer blocks, and when space returns resumes exactly where it
+/// stopped: nothing lost, nothing written twice.
+#[test]
+fn a_full_disk_pauses_and_resumes_without_loss() {
+    if !root_or_skip("a_full_disk_pauses_and_resumes_without_loss") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    let filler = fill(&env.path("mnt"), 64 << 10);
+    let input = numbered(0, 60_000); // 2.9 MB: more than the free space plus the pipe
+    let mut child = env.spawn(&["--compress", "none", "--size", "1M", "mnt/out/"]);
+    let stderr = collect_stderr(&mut child);
+    let (fed, feeder) = feed(child.stdin.take().unwrap(), input.clone());
+
+    env.wait_until("the pause", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("pausing")
+    });
+    // While paused logpipe reads nothing: the producer is held back.
+    thread::sleep(Duration::from_millis(1500));
+    let held = fed.load(Ordering::Relaxed);
+    assert!(held < input.len() as u64, "the producer was not held back");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        fed.load(Ordering::Relaxed),
+        held,
+        "logpipe read input while paused"
+    );
+
+    fs::remove_file(&filler).unwrap();
+    feeder.join().unwrap();
+    let run = env.finish(child, "logpipe on a full disk");
+    assert!(run.status.success(), "{run:?}");
+    let stderr = stderr.lock().unwrap().clone();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "logpipe: pausing: unable to write mnt/out/current: No space left on device"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("logpipe: info: resumed writing mnt/out/current after "),
+        "{stderr}"
+    );
+    assert_eq!(env.collated_sha("mnt/out/current"), sha(&input));
+}
+
+/// SIGTERM while writes fail ends logpipe at once with exit 1 and one line
+/// saying how many bytes were not written; what was written is intact.
+#[test]
+fn sigterm_while_paused_exits_1_saying_what_was_not_written() {
+    if !root_or_skip("sigterm_while_paused_exits_1_saying_what_was_not_written") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    fill(&env.path("mnt"), 64 << 10);
+    let input = numbered(0, 60_000);
+    let mut child = env.spawn(&["--compress", "none", "mnt/out/"]);
+    let stderr = collect_stderr(&mut child);
+    let (_fed, feeder) = feed(child.stdin.take().unwrap(), input.clone());
+    env.wait_until("the pause", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("pausing")
+    });
+
+    // SAFETY: kill only sends a signal to our own child, by its pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let run = env.finish(child, "logpipe on a full disk, then SIGTERM");
+    feeder.join().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let stderr = stderr.lock().unwrap().clone();
+    let last = stderr.lines().last().unwrap_or_default();
+    let unwritten: u64 = last
+        .strip_prefix("logpipe: stopped with ")
+        .and_then(|rest| {
+            rest.split_once(
+                " bytes not written: unable to write mnt/out/current: No space left on device",
+            )
+        })
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected last line: {stderr}"));
+    assert!(unwritten > 0);
+    // What is on disk is the start of the input, cut anywhere (the disk
+    // filled up inside a line).
+    let written = fs::read(env.path("mnt/out/current")).unwrap();
+    assert!(
+        !written.is_empty() && input.starts_with(&written),
+        "the active file is not a prefix of the input"
+    );
+}
+
+/// SIGTERM and SIGINT with a producer that keeps writing: logpipe writes
+/// what it had read, finishes the last line, and exits 0. Every line on
+/// disk is whole and in order, and nothing that was on disk before the
+/// signal is lost.
+#[test]
+fn sigterm_and_sigint_write_what_was_read_and_exit_0() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let env = TestEnv::new();
+        let mut child = env.spawn(&["--compress", "none", "--size", "256K", "out/"]);
+        let mut stdin = child.stdin.take().unwrap();
+        let producer = thread::spawn(move || {
+            for block in 0u64.. {
+                if stdin.write_all(&numbered(block * 1000, 1000)).is_err() {
+                    return block;
+                }
+            }
+            unreachable!()
+        });
+        env.wait_until("a few MB on disk", Duration::from_secs(30), || {
+            env.bytes_on_disk(&["out"]) > 4 << 20
+        });
+        let before = env.bytes_on_disk(&["out"]);
+        // SAFETY: kill only sends a signal to our own child, by its pid.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let run = env.finish(child, "logpipe, then a signal");
+        let blocks = producer.join().unwrap();
+        assert!(run.status.success(), "signal {signal}: {run:?}");
+        assert_eq!(run.stderr, "");
+
+        let written = env.collated("out/current");
+        assert!(written.len() as u64 >= before);
+        assert!(written.ends_with(b"\n"));
+        // Whole lines, numbered from 0 with no gap; a last line cut by the
+        // signal is closed with a newline, and only it may be short.
+        let lines: Vec<&[u8]> = written.split_inclusive(|&b| b == b'\n').collect();
+        let (last, whole) = lines.split_last().unwrap();
+        assert_eq!(
+            sha(&whole.concat()),
+            sha(&numbered(0, whole.len() as u64)),
+            "signal {signal}"
+        );
+        let expected_last = numbered(whole.len() as u64, 1);
+        assert!(
+            *last == expected_last.as_slice() || expected_last.starts_with(&last[..last.len() - 1]),
+            "signal {signal}: bad last line"
+        );
+        assert!((whole.len() as u64) < blocks * 1000 + 1000);
+    }
+}
+
+/// SIGHUP after an external tool moved the active file away: what follows
+/// goes to a new active file at the path; without a move, it appends.
+#[test]
+fn sighup_reopens_the_active_file_by_its_path() {
+    let env = TestEnv::new();
+    let mut child = env.spawn(&["--compress", "none", "out/"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let hup = || {
+        // SAFETY: kill only sends a signal to our own child, by its pid.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
+            0
+        );
+    };
+    let on_disk = |path: &str, bytes: &[u8]| fs::read(env.path(path)).is_ok_and(|b| b == bytes);
+    let timeout = Duration::from_secs(30);
+
+    let first = numbered(0, 100);
+    stdin.write_all(&first).unwrap();
+    env.wait_until("the first lines", timeout, || {
+        on_disk("out/current", &first)
+    });
+    fs::rename(env.path("out/current"), env.path("moved")).unwrap();
+    hup();
+    // Until the signal is handled, logpipe keeps writing the moved file.
+    let second = numbered(100, 100);
+    stdin.write_all(&second).unwrap();
+    env.wait_until(
+        "the second lines, in one file or the other",
+        timeout,
+        || {
+            let moved = fs::read(env.path("moved")).unwrap_or_default();
+            let current = fs::read(env.path("out/current")).unwrap_or_default();
+            [moved, current].concat() == [&first[..], &second].concat()
+        },
+    );
+    assert!(
+        env.path("out/current").exists(),
+        "no new active file after SIGHUP"
+    );
+
+    // Not moved this time: SIGHUP changes nothing, writing goes on.
+    let before = fs::read(env.path("out/current")).unwrap();
+    hup();
+    let third = numbered(200, 100);
+    stdin.write_all(&third).unwrap();
+    let expected = [&before[..], &third].concat();
+    env.wait_until("the third lines appended", timeout, || {
+        on_disk("out/current", &expected)
+    });
+    drop(stdin);
+    let run = env.finish(child, "logpipe with SIGHUP");
+    assert!(run.status.success(), "{run:?}");
+
+    let moved = fs::read(env.path("moved")).unwrap();
+    assert!(moved.starts_with(&first));
+    let all = [moved, fs::read(env.path("out/current")).unwrap()].concat();
+    assert_eq!(sha(&all), sha(&numbered(0, 300)));
+}
