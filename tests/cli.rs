@@ -9,6 +9,8 @@ use crate::util::TestEnv;
 
 #[test]
 fn usage_errors_exit_2_and_create_nothing() {
+    // Each: the arguments, and what the first line of the error must say
+    // (it names the bad value).
     let cases: &[(&[&str], &str)] = &[
         (
             &["--size", "0", "out/"],
@@ -18,32 +20,104 @@ fn usage_errors_exit_2_and_create_nothing() {
             &["--size", "12Q", "out/"],
             "invalid value '12Q' for '--size <SIZE>': unknown suffix 'Q'",
         ),
-        (&[], "the following required arguments were not provided"),
+        (&["--size", "-1", "out/"], "unexpected argument '-1'"),
+        (
+            &["--size", "1.5M", "out/"],
+            "invalid value '1.5M' for '--size <SIZE>'",
+        ),
+        (
+            &["--size", "", "out/"],
+            "invalid value '' for '--size <SIZE>'",
+        ),
+        (
+            &["--size", "99999999999T", "out/"],
+            "invalid value '99999999999T' for '--size <SIZE>': size too large",
+        ),
+        (
+            &["--level", "0", "out/"],
+            "invalid value '0' for '--level <LEVEL>'",
+        ),
+        (
+            &["--level", "10", "out/"],
+            "invalid value '10' for '--level <LEVEL>'",
+        ),
+        (
+            &["--every", "7m", "out/"],
+            "invalid value '7m' for '--every <INTERVAL>': the interval must divide a day",
+        ),
+        (
+            &["--every", "0s", "out/"],
+            "invalid value '0s' for '--every <INTERVAL>'",
+        ),
+        (
+            &["--every", "2d", "out/"],
+            "invalid value '2d' for '--every <INTERVAL>'",
+        ),
+        (
+            &["--every", "hourly", "out/"],
+            "invalid value 'hourly' for '--every <INTERVAL>'",
+        ),
+        (
+            &["--timestamp", "iso", "out/"],
+            "invalid value 'iso' for '--timestamp <FORMAT>'",
+        ),
+        (
+            &["--compress", "bzip2", "out/"],
+            "invalid value 'bzip2' for '--compress <METHOD>'",
+        ),
+        (&["--keep", "-3", "out/"], "unexpected argument '-3'"),
+        (
+            &["--keep", "many", "out/"],
+            "invalid value 'many' for '--keep <N>'",
+        ),
+        (
+            &["--max-age", "1w", "out/"],
+            "invalid value '1w' for '--max-age <DURATION>'",
+        ),
+        (
+            &["--max-total", "0", "out/"],
+            "invalid value '0' for '--max-total <SIZE>'",
+        ),
+        (
+            &["--shutdown-timeout", "5", "out/"],
+            "invalid value '5' for '--shutdown-timeout <DURATION>'",
+        ),
         (
             &["--mode", "0999", "out/"],
             "invalid value '0999' for '--mode <OCTAL>'",
         ),
         (
-            &["--name", "app.log", "out/file"],
-            "--name only applies when TARGET is a directory",
+            &["--dir-mode", "77777", "out/"],
+            "invalid value '77777' for '--dir-mode <OCTAL>'",
         ),
         (
             &["--name", "a/b", "out/"],
             "invalid value 'a/b' for '--name <NAME>'",
         ),
+        (
+            &["--name", "", "out/"],
+            "invalid value '' for '--name <NAME>'",
+        ),
+        // Two options that do not go together: --name with a file TARGET.
+        (
+            &["--name", "app.log", "out/file"],
+            "--name only applies when TARGET is a directory",
+        ),
+        (&["--bogus", "out/"], "unexpected argument '--bogus'"),
+        (&["out/", "more/"], "unexpected argument 'more/'"),
+        (&[], "the following required arguments were not provided"),
     ];
+    assert!(cases.len() >= 20);
     for (args, message) in cases {
         let env = TestEnv::new();
         let run = env.run(args, b"a line\n");
         assert_eq!(run.status.code(), Some(2), "{args:?}: {run:?}");
+        let first = run.stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {}", run.stderr);
+        assert!(first.contains(message), "{args:?}: {}", run.stderr);
+        let left: Vec<_> = fs::read_dir(env.path("")).unwrap().collect();
         assert!(
-            run.stderr.starts_with("error: "),
-            "{args:?}: {}",
-            run.stderr
-        );
-        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
-        assert!(
-            !env.path("out").exists(),
+            left.is_empty(),
             "{args:?} created something:\n{}",
             env.listing()
         );

@@ -5,6 +5,7 @@ mod cli;
 mod compress;
 mod corpus;
 mod faults;
+mod hostile;
 mod memory;
 mod naming;
 mod retention;
