@@ -310,3 +310,63 @@ fn sighup_reopens_the_active_file_by_its_path() {
     let all = [moved, fs::read(env.path("out/current")).unwrap()].concat();
     assert_eq!(sha(&all), sha(&numbered(0, 300)));
 }
+
+/// Compression on a full disk: the failed `.gz.tmp` is removed, the plain
+/// segment stays, the worker retries; once there is room every segment is
+/// compressed, none is lost or corrupt.
+#[test]
+fn compression_on_a_full_disk_is_retried_without_loss() {
+    if !root_or_skip("compression_on_a_full_disk_is_retried_without_loss") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    let input = numbered(0, 20_000);
+    let run = env.run(&["--compress", "none", "--size", "64K", "mnt/out/"], &input);
+    assert!(run.status.success(), "{run:?}");
+    let plain = env.segments("mnt/out/current");
+    assert!(plain.len() > 10 && plain.iter().all(|s| !s.gz));
+
+    // A second run with gzip finds the plain segments at start; there is
+    // no room for their compressed copies until the filler goes.
+    let filler = fill(&env.path("mnt"), 0);
+    let mut child = env.spawn(&["mnt/out/"]);
+    let stderr = collect_stderr(&mut child);
+    drop(child.stdin.take());
+    env.wait_until("a failed compression", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("unable to compress")
+    });
+    thread::sleep(Duration::from_millis(500));
+    let leftovers: Vec<String> = fs::read_dir(env.path("mnt/out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".gz.tmp"))
+        .collect();
+    // At most the one being written right now.
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
+    fs::remove_file(&filler).unwrap();
+    let run = env.finish(child, "logpipe compressing on a full disk");
+    assert!(run.status.success(), "{run:?}");
+
+    let stderr = stderr.lock().unwrap().clone();
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("logpipe: warning: unable to compress mnt/out/current.")
+            && first.contains("retrying in 1s"),
+        "{stderr}"
+    );
+    let segments = env.segments("mnt/out/current");
+    assert_eq!(segments.len(), plain.len());
+    assert!(segments.iter().all(|s| s.gz), "{}", env.listing());
+    let names: Vec<_> = fs::read_dir(env.path("mnt/out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")),
+        "{names:?}"
+    );
+    assert_eq!(env.collated_sha("mnt/out/current"), sha(&input));
+}
