@@ -56,6 +56,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         size: args.size,
         mode: args.mode,
         schedule,
+        fsync: args.fsync,
     };
     let policy = Policy {
         gzip: (args.compress == Compress::Gzip).then_some(args.level),

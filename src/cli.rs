@@ -142,6 +142,15 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub on_rotate: Option<String>,
 
+    /// When to fsync the active file: `rotate` (before each segment is
+    /// renamed, then its directory), `always` (after every write), or a
+    /// duration like `5s` (at most that much time of data at risk, checked
+    /// at least once a second), each with what `rotate` does.
+    ///
+    /// By default, this is rotate.
+    #[arg(long, value_name = "WHEN", default_value = "rotate", value_parser = parse_fsync)]
+    pub fsync: Fsync,
+
     /// At the end, wait at most DURATION for queued compressions; what is
     /// left is finished by the next start. By default, this is 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -204,6 +213,30 @@ pub enum Compress {
     Gzip,
     /// Segments stay as they are.
     None,
+}
+
+/// When the active file is fsynced, beyond the fsync of every segment
+/// before it is renamed and of its directory after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Only at rotation and at exit.
+    Rotate,
+    /// After every write.
+    Always,
+    /// When data written this long ago is not synced yet.
+    Every(Duration),
+}
+
+fn parse_fsync(text: &str) -> Result<Fsync, String> {
+    match text {
+        "rotate" => Ok(Fsync::Rotate),
+        "always" => Ok(Fsync::Always),
+        _ => parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(Fsync::Every)
+            .ok_or_else(|| "expected rotate, always, or a duration like 5s".into()),
+    }
 }
 
 /// Parses a duration: a whole number followed by s, m, h or d.
@@ -292,6 +325,16 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         for bad in ["", "30", "s", "1.5h", "1w", "-1d", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn fsync_policies() {
+        assert_eq!(parse_fsync("rotate"), Ok(Fsync::Rotate));
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert_eq!(parse_fsync("5s"), Ok(Fsync::Every(Duration::from_secs(5))));
+        for bad in ["", "0s", "never", "5"] {
+            assert!(parse_fsync(bad).is_err(), "{bad} should be refused");
         }
     }
 

@@ -30,6 +30,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use memchr::{memchr, memrchr};
 
+use crate::cli::Fsync;
 use crate::naming::{self, SegmentId};
 use crate::numbering::Numbering;
 use crate::schedule::Schedule;
@@ -56,6 +57,8 @@ pub struct Options {
     pub mode: u32,
     /// Wall-clock windows, and the zone of the dates in segment names.
     pub schedule: Schedule,
+    /// When to fsync the active file between rotations.
+    pub fsync: Fsync,
 }
 
 /// The active file being written, with what rotation needs to know of it.
@@ -92,6 +95,8 @@ pub struct Segment {
     pauser: Option<Rc<dyn Pause>>,
     /// Since when, and how long the next wait is, while writes fail.
     pausing: Option<(Instant, Duration)>,
+    /// The oldest write not yet fsynced, for `--fsync DURATION`.
+    unsynced_since: Option<Instant>,
     options: Options,
 }
 
@@ -142,6 +147,7 @@ impl Segment {
             reopen_asked: false,
             pauser: None,
             pausing: None,
+            unsynced_since: None,
             options,
         };
         segment.adopt(now)?;
@@ -244,6 +250,13 @@ impl Segment {
             self.deadline = Some(deadline.min(next));
         }
         self.last_now = now;
+        if let Fsync::Every(every) = self.options.fsync
+            && self
+                .unsynced_since
+                .is_some_and(|since| since.elapsed() >= every)
+        {
+            self.sync()?;
+        }
         if self.mid_line {
             return Ok(());
         }
@@ -286,9 +299,10 @@ impl Segment {
         if self.mid_line {
             self.append(now, &mut &b"\n"[..])?;
         }
-        self.file
-            .sync_data()
-            .with_context(|| format!("unable to sync {}", self.active.display()))
+        if self.unsynced_since.is_some() {
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// Appends bytes to the active file with one `write(2)` (more only if
@@ -305,6 +319,7 @@ impl Segment {
                     self.written += n as u64;
                     self.mid_line = bytes[n - 1] != b'\n';
                     *bytes = &bytes[n..];
+                    self.unsynced_since.get_or_insert_with(Instant::now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => {
@@ -318,6 +333,21 @@ impl Segment {
             }
         }
         self.resumed();
+        if self.options.fsync == Fsync::Always {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the active file's data, pausing and retrying on failure.
+    fn sync(&mut self) -> Result<()> {
+        while let Err(e) = self.file.sync_data() {
+            let e =
+                anyhow::Error::new(e).context(format!("unable to sync {}", self.active.display()));
+            self.pause_after(e)?;
+        }
+        self.resumed();
+        self.unsynced_since = None;
         Ok(())
     }
 
@@ -382,6 +412,7 @@ impl Segment {
             self.file
                 .sync_data()
                 .with_context(|| format!("unable to sync {}", self.active.display()))?;
+            self.unsynced_since = None;
             let date = self
                 .opened
                 .unwrap_or_else(|| self.options.schedule.date(now));
@@ -408,6 +439,10 @@ impl Segment {
             }
             self.renamed_away = true;
         }
+        // The rename is durable once the directory is synced.
+        File::open(&self.target.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("unable to sync directory {}", self.target.dir.display()))?;
         self.file = open_active(&self.active, self.options.mode)?;
         self.renamed_away = false;
         self.written = 0;
@@ -567,6 +602,7 @@ mod tests {
                 size,
                 mode,
                 schedule,
+                fsync: Fsync::Rotate,
             };
             Segment::open(self.target.clone(), numbering, options, self.now).unwrap()
         }

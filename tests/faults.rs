@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{TestEnv, sha};
+use crate::util::{TestEnv, ensure_program, sha};
 
 /// Numbered lines of 48 bytes, `count` of them from `first`.
 fn numbered(first: u64, count: u64) -> Vec<u8> {
@@ -369,4 +369,66 @@ fn compression_on_a_full_disk_is_retried_without_loss() {
         "{names:?}"
     );
     assert_eq!(env.collated_sha("mnt/out/current"), sha(&input));
+}
+
+/// Counts the fsync and fdatasync calls of a logpipe run under strace.
+fn count_syncs(env: &TestEnv, args: &[&str], lines: u64, gap: Duration) -> (u64, u64) {
+    ensure_program("strace", "strace");
+    let log = env.path("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_logpipe"))
+        .args(args)
+        .current_dir(env.path(""))
+        .env("TZ", "UTC");
+    let run = env.run_fed(cmd, move |stdin| {
+        for i in 0..lines {
+            stdin.write_all(&numbered(i, 1)).unwrap();
+            thread::sleep(gap);
+        }
+    });
+    assert!(run.status.success(), "{run:?}");
+    let summary = fs::read_to_string(&log).unwrap();
+    let calls = |name: &str| -> u64 {
+        summary
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (calls("fdatasync"), calls("fsync"))
+}
+
+/// `--fsync` calls what it says: `rotate` syncs each segment, its state
+/// file and its directory, and the active file at exit; `always` syncs
+/// after every write; `1s` about once a second while data comes in.
+#[test]
+fn fsync_policies_call_what_they_say() {
+    let env = TestEnv::new();
+    // 40 lines of 48 bytes, 25 ms apart, 16 per segment: 2 rotations.
+    let base = ["--compress", "none", "--size", "768", "out/"];
+    let with = |policy: &'static str| -> Vec<&str> {
+        ["--fsync", policy].into_iter().chain(base).collect()
+    };
+    let gap = Duration::from_millis(25);
+
+    let (data, full) = count_syncs(&env, &with("rotate"), 40, gap);
+    // Per rotation: the segment's data and the state file's; then the
+    // directory (fsync); and the active file once at exit.
+    assert_eq!((data, full), (2 * 2 + 1, 2), "rotate");
+
+    let env = TestEnv::new();
+    let (data, _) = count_syncs(&env, &with("always"), 40, gap);
+    // Every one of the 40 separate writes, plus the rotations' syncs.
+    assert!(data >= 40, "always: {data} fdatasync calls");
+
+    let env = TestEnv::new();
+    // 30 lines 100 ms apart (3 s), one segment: no rotation.
+    let periodic: Vec<&str> = ["--fsync", "1s", "--compress", "none", "out/"].into();
+    let (data, _) = count_syncs(&env, &periodic, 30, Duration::from_millis(100));
+    assert!(
+        (2..=6).contains(&data),
+        "1s: {data} fdatasync calls in about 3 s"
+    );
 }
