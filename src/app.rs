@@ -24,6 +24,7 @@ use crate::segment::{Options, Segment};
 use crate::signals::{self, Signals};
 use crate::stamp::Stamper;
 use crate::target::Target;
+use crate::tee::Tee;
 use crate::worker::{Policy, Worker};
 
 /// The pipe size asked for when standard input is a pipe: the largest an
@@ -76,6 +77,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     let signals = Rc::new(Signals::install()?);
     segment.set_pauser(signals.clone());
 
+    let mut tee = Tee::new(args.tee);
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
     let mut reader = LineReader::new(&stdin);
@@ -90,7 +92,14 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         segment.tick(now)?;
         segment.take_finished().for_each(|id| worker.finished(id));
         if signals.stop_asked() {
-            write_available(&stdin, &mut reader, &mut clock, &mut segment, &mut stamper)?;
+            write_available(
+                &stdin,
+                &mut reader,
+                &mut clock,
+                &mut segment,
+                &mut stamper,
+                &mut tee,
+            )?;
             break;
         }
         let timeout = wait_ms(now, segment.wake_at());
@@ -103,7 +112,10 @@ pub fn run(args: Args, target: Target) -> Result<()> {
             continue;
         }
         match reader.read().context("unable to read standard input")? {
-            Input::Run(run) => write_run(&mut clock, &mut segment, &mut stamper, run)?,
+            Input::Run(run) => {
+                write_run(&mut clock, &mut segment, &mut stamper, run)?;
+                tee.copy(run);
+            }
             Input::Partial => {}
             Input::End => break,
         }
@@ -129,11 +141,15 @@ fn write_available(
     clock: &mut Clock,
     segment: &mut Segment,
     stamper: &mut Option<Stamper>,
+    tee: &mut Tee,
 ) -> Result<()> {
     let until = reader.bytes_read() + signals::available(stdin.as_fd());
     while reader.bytes_read() < until && signals::available(stdin.as_fd()) > 0 {
         match reader.read().context("unable to read standard input")? {
-            Input::Run(run) => write_run(clock, segment, stamper, run)?,
+            Input::Run(run) => {
+                write_run(clock, segment, stamper, run)?;
+                tee.copy(run);
+            }
             Input::Partial => {}
             Input::End => return Ok(()),
         }
@@ -141,6 +157,7 @@ fn write_available(
     reader.end();
     while let Input::Run(run) = reader.read().context("unable to read standard input")? {
         write_run(clock, segment, stamper, run)?;
+        tee.copy(run);
     }
     Ok(())
 }

@@ -108,6 +108,11 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
+    /// Also copy the input to standard output (after it is written to the
+    /// file). A closed standard output stops the copy, never the sink.
+    #[arg(long)]
+    pub tee: bool,
+
     /// Compress finished segments, in a worker thread: gzip or none.
     ///
     /// By default, this is gzip.

@@ -18,4 +18,5 @@ pub mod segment;
 pub mod signals;
 pub mod stamp;
 pub mod target;
+pub mod tee;
 pub mod worker;

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -431,4 +431,59 @@ fn fsync_policies_call_what_they_say() {
         (2..=6).contains(&data),
         "1s: {data} fdatasync calls in about 3 s"
     );
+}
+
+/// `--tee` copies the input to standard output; a slow reader of the copy
+/// costs no file output, and a closed one stops the copy with one warning
+/// while the sink goes on (SIGPIPE does not kill logpipe).
+#[test]
+fn tee_survives_slow_and_closed_readers() {
+    let input = numbered(0, 50_000); // 2.4 MB: more than the pipes hold
+    // A slow reader: everything arrives, in both places.
+    let env = TestEnv::new();
+    let mut cmd = env.cmd(&["--tee", "--compress", "none", "--size", "256K", "out/"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let (_fed, feeder) = feed(child.stdin.take().unwrap(), input.clone());
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut copy = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            thread::sleep(Duration::from_millis(2));
+            match std::io::Read::read(&mut stdout, &mut buf) {
+                Ok(0) | Err(_) => return copy,
+                Ok(n) => copy.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    feeder.join().unwrap();
+    let run = env.finish(child, "logpipe --tee with a slow reader");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(run.stderr, "");
+    assert!(
+        reader.join().unwrap() == input,
+        "the copy on stdout differs"
+    );
+    assert_eq!(env.collated_sha("out/current"), sha(&input));
+
+    // A reader that is gone from the start.
+    let env = TestEnv::new();
+    let mut cmd = env.cmd(&["--tee", "--compress", "none", "--size", "256K", "out/"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let (_fed, feeder) = feed(child.stdin.take().unwrap(), input.clone());
+    feeder.join().unwrap();
+    let run = env.finish(child, "logpipe --tee with a closed stdout");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "logpipe: warning: --tee stopped: unable to write standard output: Broken pipe (os error 32)\n"
+    );
+    assert_eq!(env.collated_sha("out/current"), sha(&input));
 }
