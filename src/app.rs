@@ -1,19 +1,17 @@
 //! The main loop: set up the target, then move standard input into it
 //! until end of input, rolling by size, by the clock and on request.
 
-use std::fs::{DirBuilder, File};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use memchr::memchr;
 
-use crate::cli::{Args, Compress};
+use crate::cli::{Args, Compress, OnFull};
 use crate::clock::Clock;
 use crate::lock;
 use crate::numbering::Numbering;
@@ -43,7 +41,7 @@ const MAX_WAIT_MS: i64 = 1000;
 /// acts on signals and due rotations, then waits for input, a signal or
 /// the next boundary, whichever comes first.
 pub fn run(args: Args, target: Target) -> Result<()> {
-    create_dir(&target.dir, args.dir_mode)?;
+    target.create_dir(args.dir_mode)?;
     let _lock = lock::acquire(&target.lock(), args.mode)?;
     let numbering = Numbering::load(&target, args.mode)?;
     let tz = if args.utc {
@@ -58,6 +56,8 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         mode: args.mode,
         schedule,
         fsync: args.fsync,
+        drop_when_full: args.on_full == OnFull::Drop,
+        dir_mode: args.dir_mode,
     };
     let policy = Policy {
         gzip: (args.compress == Compress::Gzip).then_some(args.level),
@@ -75,7 +75,9 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         .timestamp
         .map(|format| Stamper::new(format, tz, args.utc));
     let signals = Rc::new(Signals::install()?);
-    segment.set_pauser(signals.clone());
+    if args.on_full == OnFull::Block {
+        segment.set_pauser(signals.clone());
+    }
 
     let mut tee = Tee::new(args.tee);
     let stdin = stdin_file()?;
@@ -223,22 +225,6 @@ fn write_lines(
         Some(stamper) => stamper.stamp(now, bytes, |out| segment.write(now, out)),
         None => segment.write(now, bytes),
     }
-}
-
-/// Creates `dir` and its missing parents with `mode` (umask applied).
-fn create_dir(dir: &Path, mode: u32) -> Result<()> {
-    let created = DirBuilder::new().recursive(true).mode(mode).create(dir);
-    // mkdir's EEXIST for an existing file would read as nonsense here.
-    // (Rebuilding from components drops a trailing `/`, which makes stat
-    // fail with ENOTDIR instead of seeing the file.)
-    let plain: PathBuf = dir.components().collect();
-    if plain.exists() && !plain.is_dir() {
-        bail!(
-            "unable to create directory {}: a file of that name exists",
-            dir.display()
-        );
-    }
-    created.with_context(|| format!("unable to create directory {}", dir.display()))
 }
 
 /// Standard input as a plain `File`, read without std's 8 KiB `BufReader`

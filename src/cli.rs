@@ -108,6 +108,15 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
+    /// What to do while writes fail (a full disk): `block` (pause reading,
+    /// so the producer waits, and resume where it stopped) or `drop`
+    /// (discard input, count it, and write a marker line when writes work
+    /// again; the producer never waits).
+    ///
+    /// By default, this is block.
+    #[arg(long, value_name = "POLICY", default_value = "block")]
+    pub on_full: OnFull,
+
     /// Also copy the input to standard output (after it is written to the
     /// file). A closed standard output stops the copy, never the sink.
     #[arg(long)]
@@ -218,6 +227,15 @@ pub enum Compress {
     Gzip,
     /// Segments stay as they are.
     None,
+}
+
+/// What happens to input while writes fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFull {
+    /// Stop reading and retry; nothing is lost.
+    Block,
+    /// Discard and count; the producer never waits.
+    Drop,
 }
 
 /// When the active file is fsynced, beyond the fsync of every segment

@@ -59,6 +59,11 @@ pub struct Options {
     pub schedule: Schedule,
     /// When to fsync the active file between rotations.
     pub fsync: Fsync,
+    /// While writes fail, drop input (counted, and said in a marker line
+    /// once writes work again) instead of pausing (`--on-full drop`).
+    pub drop_when_full: bool,
+    /// Permission bits for the directory, if it has to be made again.
+    pub dir_mode: u32,
 }
 
 /// The active file being written, with what rotation needs to know of it.
@@ -97,6 +102,14 @@ pub struct Segment {
     pausing: Option<(Instant, Duration)>,
     /// The oldest write not yet fsynced, for `--fsync DURATION`.
     unsynced_since: Option<Instant>,
+    /// Lines and bytes dropped since writes began to fail
+    /// (`--on-full drop`).
+    dropped: Option<(u64, u64)>,
+    /// A rotation by the clock or a signal failed, and was reported.
+    tick_failing: bool,
+    /// When [`Segment::tick`] last checked that the active file is still
+    /// linked in its directory.
+    last_link_check: Instant,
     options: Options,
 }
 
@@ -148,6 +161,9 @@ impl Segment {
             pauser: None,
             pausing: None,
             unsynced_since: None,
+            dropped: None,
+            tick_failing: false,
+            last_link_check: Instant::now(),
             options,
         };
         segment.adopt(now)?;
@@ -199,14 +215,53 @@ impl Segment {
     ///
     /// If it fails (after the pauses, if there is a pauser), the error says
     /// how many bytes of `data` were not written.
+    ///
+    /// With `--on-full drop`, a failure is not an error: what could not be
+    /// written is counted as dropped, and once writes work again a marker
+    /// line saying how much comes first.
     pub fn write(&mut self, now: Timestamp, data: &[u8]) -> Result<()> {
         let mut rest = data;
+        if self.options.drop_when_full {
+            let writable = self.dropped.is_none() || self.write_marker(now).is_ok();
+            if writable
+                && let Err(e) = self.write_rest(now, &mut rest)
+                && self.dropped.is_none()
+            {
+                eprintln!("logpipe: dropping input: {e:#}");
+            }
+            if !rest.is_empty() {
+                let (lines, bytes) = self.dropped.get_or_insert((0, 0));
+                *lines += memchr::memchr_iter(b'\n', rest).count() as u64;
+                *bytes += rest.len() as u64;
+            }
+            return Ok(());
+        }
         let result = self.write_rest(now, &mut rest);
         result.map_err(|e| e.context(format!("stopped with {} bytes not written", rest.len())))
     }
 
+    /// Writes the line that says what was dropped, closing first a line
+    /// that a failed write left unfinished.
+    fn write_marker(&mut self, now: Timestamp) -> Result<()> {
+        let (lines, bytes) = self.dropped.unwrap_or_default();
+        let what = format!(
+            "dropped {lines} lines ({bytes} bytes) while {} was not writable",
+            self.active.display()
+        );
+        let marker = format!("{}logpipe: {what}\n", if self.mid_line { "\n" } else { "" });
+        self.write_rest(now, &mut marker.as_bytes())?;
+        eprintln!("logpipe: info: writing again; {what}");
+        self.dropped = None;
+        Ok(())
+    }
+
     /// [`Segment::write`], leaving in `data` what is not written yet.
     fn write_rest(&mut self, now: Timestamp, data: &mut &[u8]) -> Result<()> {
+        if self.renamed_away {
+            // A roll that failed half-way: finish it before anything else,
+            // so that nothing is written to the segment it renamed.
+            self.roll(now)?;
+        }
         while !data.is_empty() {
             let room = self.options.size.saturating_sub(self.written);
             if data.len() as u64 <= room && data.ends_with(b"\n") {
@@ -260,13 +315,32 @@ impl Segment {
         if self.mid_line {
             return Ok(());
         }
-        if self.reopen_asked {
-            self.reopen(now)?;
+        let mut result = Ok(());
+        if self.last_link_check.elapsed() >= Duration::from_secs(1) {
+            self.last_link_check = Instant::now();
+            result = self.relink_if_removed();
         }
-        if self.roll_asked || self.deadline.is_some_and(|d| now >= d) {
-            self.roll(now)?;
+        if result.is_ok() && self.reopen_asked {
+            result = self.reopen(now);
         }
-        Ok(())
+        if result.is_ok() && (self.roll_asked || self.deadline.is_some_and(|d| now >= d)) {
+            result = self.roll(now);
+        }
+        match result {
+            // With `--on-full drop` nothing waits for the disk: say it once,
+            // and try again at the next tick.
+            Err(e) if self.options.drop_when_full => {
+                if !self.tick_failing {
+                    eprintln!("logpipe: warning: {e:#}");
+                }
+                self.tick_failing = true;
+                Ok(())
+            }
+            result => {
+                self.tick_failing = false;
+                result
+            }
+        }
     }
 
     /// Asks for a roll at the next [`Segment::tick`] that is not inside a
@@ -296,6 +370,16 @@ impl Segment {
     /// Ends input: finishes a last line without a newline and syncs the
     /// active file. It stays in place, to be continued by the next run.
     pub fn close(mut self, now: Timestamp) -> Result<()> {
+        if let Some((lines, bytes)) = self.dropped
+            && self.write_marker(now).is_err()
+        {
+            // No room for the marker: the count must not be lost silently.
+            eprintln!(
+                "logpipe: dropped {lines} lines ({bytes} bytes) while {} was not writable, and could not say so in it",
+                self.active.display()
+            );
+            return Ok(());
+        }
         if self.mid_line {
             self.append(now, &mut &b"\n"[..])?;
         }
@@ -453,6 +537,57 @@ impl Segment {
         Ok(())
     }
 
+    /// If the active file was removed from under logpipe (with its
+    /// directory, say), makes the directory again if needed and puts a new
+    /// active file at the path with everything the removed one held, so
+    /// nothing written is lost. Checked about once a second.
+    fn relink_if_removed(&mut self) -> Result<()> {
+        while let Err(e) = self.try_relink() {
+            if self.options.drop_when_full {
+                return Err(e);
+            }
+            self.pause_after(e)?;
+        }
+        self.resumed();
+        Ok(())
+    }
+
+    fn try_relink(&mut self) -> Result<()> {
+        let ours = self
+            .file
+            .metadata()
+            .with_context(|| format!("unable to stat {}", self.active.display()))?;
+        if ours.nlink() > 0 {
+            return Ok(());
+        }
+        self.target.create_dir(self.options.dir_mode)?;
+        let new = open_active(&self.active, self.options.mode)?;
+        let context = || {
+            format!(
+                "unable to write {} again after it was removed",
+                self.active.display()
+            )
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        loop {
+            let n = self.file.read_at(&mut buf, at).with_context(context)?;
+            if n == 0 {
+                break;
+            }
+            (&new).write_all(&buf[..n]).with_context(context)?;
+            at += n as u64;
+        }
+        new.sync_data().with_context(context)?;
+        eprintln!(
+            "logpipe: info: {} was removed while in use; made it again with the {at} bytes it held",
+            self.active.display()
+        );
+        self.written = new.metadata().map_or(at, |m| m.len());
+        self.file = new;
+        Ok(())
+    }
+
     /// Asks to reopen the active file by its path at the next
     /// [`Segment::tick`] that is not inside a line (SIGHUP).
     pub fn ask_reopen(&mut self) {
@@ -603,6 +738,8 @@ mod tests {
                 mode,
                 schedule,
                 fsync: Fsync::Rotate,
+                drop_when_full: false,
+                dir_mode: 0o750,
             };
             Segment::open(self.target.clone(), numbering, options, self.now).unwrap()
         }

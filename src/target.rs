@@ -74,6 +74,29 @@ impl Target {
         })
     }
 
+    /// Creates the directory and its missing parents with `mode` (umask
+    /// applied).
+    pub fn create_dir(&self, mode: u32) -> anyhow::Result<()> {
+        use anyhow::Context;
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = &self.dir;
+        let created = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir);
+        // mkdir's EEXIST for an existing file would read as nonsense here.
+        // (Rebuilding from components drops a trailing `/`, which makes
+        // stat fail with ENOTDIR instead of seeing the file.)
+        let plain: PathBuf = dir.components().collect();
+        if plain.exists() && !plain.is_dir() {
+            anyhow::bail!(
+                "unable to create directory {}: a file of that name exists",
+                dir.display()
+            );
+        }
+        created.with_context(|| format!("unable to create directory {}", dir.display()))
+    }
+
     /// The active file.
     pub fn active(&self) -> PathBuf {
         self.dir.join(&self.name)

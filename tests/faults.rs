@@ -487,3 +487,151 @@ fn tee_survives_slow_and_closed_readers() {
     );
     assert_eq!(env.collated_sha("out/current"), sha(&input));
 }
+
+/// `--on-full drop`: input read while writes fail is discarded and counted
+/// exactly, the producer never waits, and once writes work again one
+/// marker line says how much was dropped, before what follows.
+#[test]
+fn on_full_drop_counts_exactly_and_never_blocks() {
+    if !root_or_skip("on_full_drop_counts_exactly_and_never_blocks") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    let filler = fill(&env.path("mnt"), 64 << 10);
+    let during = numbered(0, 60_000); // 2.9 MB, far more than the room left
+    let after = numbered(60_000, 1000);
+    let mut child = env.spawn(&[
+        "--on-full",
+        "drop",
+        "--compress",
+        "none",
+        "--size",
+        "16M",
+        "mnt/out/",
+    ]);
+    let stderr = collect_stderr(&mut child);
+    let stdin = child.stdin.take().unwrap();
+    let stdin_fd = std::os::fd::AsRawFd::as_raw_fd(&stdin);
+    let input = during.clone();
+    let producer = thread::spawn(move || {
+        let mut stdin = stdin;
+        stdin.write_all(&input).unwrap();
+        stdin
+    });
+    env.wait_until("the drop", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("dropping input")
+    });
+    // The producer is never held back: all of it goes while the disk is
+    // still full, and logpipe reads (and drops) all of it.
+    env.wait_until(
+        "the producer done and the pipe drained",
+        Duration::from_secs(30),
+        || producer.is_finished() && pipe_empty(stdin_fd),
+    );
+    let mut stdin = producer.join().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    fs::remove_file(&filler).unwrap();
+    stdin.write_all(&after).unwrap();
+    drop(stdin);
+    let run = env.finish(child, "logpipe --on-full drop on a full disk");
+    assert!(run.status.success(), "{run:?}");
+
+    let output = fs::read(env.path("mnt/out/current")).unwrap();
+    let marker_at = find(&output, b"logpipe: dropped ").expect("a marker line");
+    let marker_end = marker_at
+        + output[marker_at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap()
+        + 1;
+    let marker = String::from_utf8(output[marker_at..marker_end].to_vec()).unwrap();
+    let (before, rest) = (&output[..marker_at], &output[marker_end..]);
+    assert!(
+        rest == after.as_slice(),
+        "what followed the marker is not the later input"
+    );
+    // Before the marker: the start of the input, and if the disk filled up
+    // inside a line, that line's beginning closed with a newline.
+    let kept = if during.starts_with(before) {
+        before
+    } else {
+        &before[..before.len() - 1]
+    };
+    assert!(
+        during.starts_with(kept),
+        "what preceded the marker is not the start of the input"
+    );
+    let dropped = &during[kept.len()..];
+    let lines = dropped.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(
+        marker,
+        format!(
+            "logpipe: dropped {lines} lines ({} bytes) while mnt/out/current was not writable\n",
+            dropped.len()
+        )
+    );
+    assert!(lines > 10_000, "only {lines} lines dropped");
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(
+        stderr.starts_with(
+            "logpipe: dropping input: unable to write mnt/out/current: No space left on device"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "logpipe: info: writing again; dropped {lines} lines"
+        )),
+        "{stderr}"
+    );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether nothing is left unread in the pipe whose write end is `fd`.
+fn pipe_empty(fd: std::os::fd::RawFd) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into `n`, which we own.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) == 0 && n == 0 }
+}
+
+/// The target directory removed while logpipe runs: it is made again,
+/// with an active file holding everything written so far, and logging
+/// goes on; nothing is lost.
+#[test]
+fn a_removed_directory_is_made_again_without_loss() {
+    let env = TestEnv::new();
+    let mut child = env.spawn(&["--compress", "none", "logs/out/"]);
+    let stderr = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let timeout = Duration::from_secs(30);
+    let first = numbered(0, 100);
+    stdin.write_all(&first).unwrap();
+    env.wait_until("the first lines", timeout, || {
+        fs::read(env.path("logs/out/current")).is_ok_and(|b| b == first)
+    });
+    fs::remove_dir_all(env.path("logs")).unwrap();
+    let second = numbered(100, 100);
+    stdin.write_all(&second).unwrap();
+    let all = [&first[..], &second].concat();
+    env.wait_until("the directory made again", timeout, || {
+        fs::read(env.path("logs/out/current")).is_ok_and(|b| b == all)
+    });
+    let third = numbered(200, 100);
+    stdin.write_all(&third).unwrap();
+    drop(stdin);
+    let run = env.finish(child, "logpipe whose directory was removed");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(env.collated_sha("logs/out/current"), sha(&numbered(0, 300)));
+    let stderr = stderr.lock().unwrap().clone();
+    assert_eq!(
+        stderr,
+        format!(
+            "logpipe: info: logs/out/current was removed while in use; made it again with the {} bytes it held\n",
+            all.len()
+        )
+    );
+}
