@@ -264,28 +264,15 @@ impl Segment {
         }
         while !data.is_empty() {
             let room = self.options.size.saturating_sub(self.written);
-            if data.len() as u64 <= room && data.ends_with(b"\n") {
-                return self.append(now, data);
+            match next_step(data, room, self.mid_line, self.written == 0) {
+                Step::Roll => self.roll(now)?,
+                Step::Write(take) => {
+                    let mut piece = &data[..take];
+                    let appended = self.append(now, &mut piece);
+                    *data = &data[take - piece.len()..];
+                    appended?;
+                }
             }
-            // Whole lines that fit (`room` < `data.len()` unless `data` ends
-            // inside a line, so the slice bound fits in a usize).
-            let fits = memrchr(b'\n', &data[..data.len().min(room as usize)]).map_or(0, |i| i + 1);
-            let take = if self.mid_line || (fits == 0 && self.written == 0) {
-                // The line under way is the only line of this segment (see
-                // above), and an empty file takes the next line whatever its
-                // length: either way the line finishes here.
-                memchr(b'\n', data).map_or(data.len(), |i| i + 1)
-            } else if fits > 0 {
-                fits
-            } else {
-                // The next line does not fit, or its length is not known.
-                self.roll(now)?;
-                continue;
-            };
-            let mut piece = &data[..take];
-            let appended = self.append(now, &mut piece);
-            *data = &data[take - piece.len()..];
-            appended?;
         }
         Ok(())
     }
@@ -615,6 +602,41 @@ impl Segment {
         }
         self.file = open_active(&self.active, self.options.mode)?;
         self.adopt(now)
+    }
+}
+
+/// What to do next with `data`, the bytes still to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Write this many bytes from the start of `data` to the active file.
+    Write(usize),
+    /// Roll the active file first.
+    Roll,
+}
+
+/// The size rule, as a pure function: given `data` (whole lines, or the
+/// piece of a line too long for the read buffer), the `room` left before
+/// the limit, whether the active file ends inside a line (`mid_line`) and
+/// whether it is `empty`, what comes next. Repeating it until `data` is
+/// written cuts only after a newline, never leaves a segment empty, and
+/// lets a segment pass the limit only when it holds a single line.
+pub fn next_step(data: &[u8], room: u64, mid_line: bool, empty: bool) -> Step {
+    if data.len() as u64 <= room && data.ends_with(b"\n") {
+        return Step::Write(data.len());
+    }
+    // Whole lines that fit (`room` < `data.len()` unless `data` ends inside
+    // a line, so the slice bound fits in a usize).
+    let fits = memrchr(b'\n', &data[..data.len().min(room as usize)]).map_or(0, |i| i + 1);
+    if mid_line || (fits == 0 && empty) {
+        // The line under way is the only line of this segment (see
+        // `Segment::write`), and an empty file takes the next line whatever
+        // its length: either way the line finishes here.
+        Step::Write(memchr(b'\n', data).map_or(data.len(), |i| i + 1))
+    } else if fits > 0 {
+        Step::Write(fits)
+    } else {
+        // The next line does not fit, or its length is not known yet.
+        Step::Roll
     }
 }
 
