@@ -24,7 +24,12 @@ struct Chunks<'a> {
 
 impl Read for Chunks<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let size = 1 + usize::from(self.sizes.get(self.turn % self.sizes.len().max(1)).copied().unwrap_or(255));
+        let size = 1 + usize::from(
+            self.sizes
+                .get(self.turn % self.sizes.len().max(1))
+                .copied()
+                .unwrap_or(255),
+        );
         self.turn += 1;
         let n = size.min(buf.len()).min(self.data.len());
         buf[..n].copy_from_slice(&self.data[..n]);
@@ -34,12 +39,21 @@ impl Read for Chunks<'_> {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let [size, capacity, rest @ ..] = input else { return };
+    let [size, capacity, rest @ ..] = input else {
+        return;
+    };
     let size = 1 + u64::from(*size % 64);
     let capacity = 1 + usize::from(*capacity % 64);
     let (sizes, data) = rest.split_at(rest.len().min(4));
 
-    let mut reader = LineReader::with_capacity(Chunks { data, sizes, turn: 0 }, capacity);
+    let mut reader = LineReader::with_capacity(
+        Chunks {
+            data,
+            sizes,
+            turn: 0,
+        },
+        capacity,
+    );
     let mut segments: Vec<Vec<u8>> = Vec::new();
     let mut active: Vec<u8> = Vec::new();
     let mut steps = 0usize;
@@ -62,7 +76,11 @@ fuzz_target!(|input: &[u8]| {
                     segments.push(std::mem::take(&mut active));
                 }
                 Step::Write(n) => {
-                    assert!(n > 0 && n <= rest.len(), "a write of {n} of {} bytes", rest.len());
+                    assert!(
+                        n > 0 && n <= rest.len(),
+                        "a write of {n} of {} bytes",
+                        rest.len()
+                    );
                     active.extend_from_slice(&rest[..n]);
                     rest = &rest[n..];
                 }
@@ -79,6 +97,10 @@ fuzz_target!(|input: &[u8]| {
     for segment in &segments {
         assert!(segment.ends_with(b"\n"));
         let lines = segment.iter().filter(|&&b| b == b'\n').count();
-        assert!(segment.len() as u64 <= size || lines == 1, "{} bytes in {lines} lines over {size}", segment.len());
+        assert!(
+            segment.len() as u64 <= size || lines == 1,
+            "{} bytes in {lines} lines over {size}",
+            segment.len()
+        );
     }
 });
