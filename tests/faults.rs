@@ -635,3 +635,90 @@ fn a_removed_directory_is_made_again_without_loss() {
         )
     );
 }
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The target directory made read-only under a running logpipe (a
+/// read-only bind mount over it, since root ignores permission bits): the
+/// next rotation pauses without spinning (CPU near zero), and everything
+/// resumes without loss once it is writable again.
+#[test]
+fn a_read_only_directory_pauses_without_spinning() {
+    if !root_or_skip("a_read_only_directory_pauses_without_spinning") {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut child = env.spawn(&["--compress", "none", "--size", "16K", "out/"]);
+    let stderr = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let first = numbered(0, 100);
+    stdin.write_all(&first).unwrap();
+    env.wait_until("the first lines", Duration::from_secs(30), || {
+        fs::read(env.path("out/current")).is_ok_and(|b| b == first)
+    });
+    let out = env.path("out");
+    let mount = |args: &[&str]| {
+        let status = Command::new("mount")
+            .args(args)
+            .arg(&out)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount {args:?}: {status}");
+    };
+    mount(&["--bind"]);
+    mount(&["-o", "remount,bind,ro"]);
+    let read_only = BindMount(out.clone());
+    // Enough for a rotation, which needs to write in the directory.
+    let second = numbered(100, 1000);
+    stdin.write_all(&second).unwrap();
+    env.wait_until("the pause", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("pausing")
+    });
+    let before = cpu_ticks(child.id());
+    thread::sleep(Duration::from_secs(3));
+    let spent = cpu_ticks(child.id()) - before;
+    // Clock ticks are 1/100 s: at most 0.1 s of CPU in 3 s of pause.
+    assert!(spent <= 10, "{spent} ticks of CPU while paused");
+    drop(read_only);
+    drop(stdin);
+    let run = env.finish(child, "logpipe in a read-only directory");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        env.collated_sha("out/current"),
+        sha(&[first, second].concat())
+    );
+    let stderr = stderr.lock().unwrap().clone();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "logpipe: pausing: unable to write out/current.state: Read-only file system"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("logpipe: info: resumed writing out/current after "),
+        "{stderr}"
+    );
+}
+
+/// A bind mount, unmounted when dropped.
+struct BindMount(PathBuf);
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
