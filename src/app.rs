@@ -36,10 +36,6 @@ const PIPE_SIZE: i32 = 1 << 20;
 const MAX_WAIT_MS: i64 = 1000;
 
 /// Runs logpipe with parsed arguments until end of input.
-///
-/// One loop, one deadline, after s6-log: each pass reads the clock once,
-/// acts on signals and due rotations, then waits for input, a signal or
-/// the next boundary, whichever comes first.
 pub fn run(args: Args, target: Target) -> Result<()> {
     target.create_dir(args.dir_mode)?;
     let _lock = lock::acquire(&target.lock(), args.mode)?;
@@ -49,12 +45,11 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     } else {
         local_zone()
     };
-    let mut clock = args.debug_clock.map_or(Clock::System, Clock::Manual);
-    let schedule = Schedule::new(args.every, tz.clone());
+    let clock = args.debug_clock.map_or(Clock::System, Clock::Manual);
     let options = Options {
         size: args.size,
         mode: args.mode,
-        schedule,
+        schedule: Schedule::new(args.every, tz.clone()),
         fsync: args.fsync,
         drop_when_full: args.on_full == OnFull::Drop,
         dir_mode: args.dir_mode,
@@ -71,59 +66,31 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     };
     let mut segment = Segment::open(target.clone(), numbering, options, clock.now())?;
     let worker = Worker::start(target, policy)?;
-    let mut stamper = args
-        .timestamp
-        .map(|format| Stamper::new(format, tz, args.utc));
     let signals = Rc::new(Signals::install()?);
     if args.on_full == OnFull::Block {
         segment.set_pauser(signals.clone());
     }
-
-    let mut tee = Tee::new(args.tee);
+    let mut out = Output {
+        clock,
+        segment,
+        stamper: args
+            .timestamp
+            .map(|format| Stamper::new(format, tz, args.utc)),
+        tee: Tee::new(args.tee),
+        signals,
+    };
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
-    let mut reader = LineReader::new(&stdin);
-    loop {
-        let now = clock.now();
-        if signals.take_roll() {
-            segment.ask_roll();
-        }
-        if signals.take_reopen() {
-            segment.ask_reopen();
-        }
-        segment.tick(now)?;
-        segment.take_finished().for_each(|id| worker.finished(id));
-        if signals.stop_asked() {
-            write_available(
-                &stdin,
-                &mut reader,
-                &mut clock,
-                &mut segment,
-                &mut stamper,
-                &mut tee,
-            )?;
-            break;
-        }
-        let timeout = wait_ms(now, segment.wake_at());
-        let ready = signals::wait(stdin.as_fd(), &signals, timeout)
-            .context("unable to wait for standard input")?;
-        if ready.signal {
-            signals.drain();
-        }
-        if !ready.input {
-            continue;
-        }
-        match reader.read().context("unable to read standard input")? {
-            Input::Run(run) => {
-                write_run(&mut clock, &mut segment, &mut stamper, run)?;
-                tee.copy(run);
-            }
-            Input::Partial => {}
-            Input::End => break,
-        }
+
+    if let Err(e) = pump(&stdin, &mut out, &worker) {
+        // What was written stays; make it durable before saying why not all.
+        out.segment.sync_now();
+        return Err(e);
     }
-    segment.take_finished().for_each(|id| worker.finished(id));
-    segment.close(clock.now())?;
+    out.segment
+        .take_finished()
+        .for_each(|id| worker.finished(id));
+    out.segment.close(out.clock.now())?;
     if !worker.shutdown(args.shutdown_timeout) {
         eprintln!(
             "logpipe: warning: compression still running after --shutdown-timeout {}s; the next start finishes it",
@@ -133,33 +100,81 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     Ok(())
 }
 
+/// Where input goes: the clock that dates it, the active file, and the
+/// optional stamper and copy to standard output.
+struct Output {
+    clock: Clock,
+    segment: Segment,
+    stamper: Option<Stamper>,
+    tee: Tee,
+    signals: Rc<Signals>,
+}
+
+impl Output {
+    /// Writes one run of input to the active file (through the stamper when
+    /// timestamps are on), then copies it to standard output with `--tee`.
+    fn write(&mut self, run: &[u8]) -> Result<()> {
+        write_run(&mut self.clock, &mut self.segment, &mut self.stamper, run)?;
+        self.tee.copy(run, &self.signals);
+        Ok(())
+    }
+}
+
+/// The main loop, until end of input or a stop signal.
+///
+/// One loop, one deadline, after s6-log: each pass reads the clock once,
+/// acts on signals and due rotations, then waits for input, a signal or
+/// the next boundary, whichever comes first.
+fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
+    let mut reader = LineReader::new(stdin);
+    loop {
+        let now = out.clock.now();
+        if out.signals.take_roll() {
+            out.segment.ask_roll();
+        }
+        if out.signals.take_reopen() {
+            out.segment.ask_reopen();
+        }
+        out.segment.tick(now)?;
+        out.segment
+            .take_finished()
+            .for_each(|id| worker.finished(id));
+        if out.signals.stop_asked() {
+            return write_available(stdin, &mut reader, out);
+        }
+        let timeout = wait_ms(now, out.segment.wake_at());
+        let ready = signals::wait(stdin.as_fd(), &out.signals, timeout)
+            .context("unable to wait for standard input")?;
+        if ready.signal {
+            out.signals.drain();
+        }
+        if !ready.input {
+            continue;
+        }
+        match reader.read().context("unable to read standard input")? {
+            Input::Run(run) => out.write(run)?,
+            Input::Partial => {}
+            Input::End => return Ok(()),
+        }
+    }
+}
+
 /// On SIGTERM or SIGINT: writes the input that was already waiting in the
 /// pipe when the signal came, then what is buffered, finishing an
 /// unfinished last line as at end of input. Reads nothing that arrives
 /// later, so a producer that keeps writing cannot hold logpipe up.
-fn write_available(
-    stdin: &File,
-    reader: &mut LineReader<&File>,
-    clock: &mut Clock,
-    segment: &mut Segment,
-    stamper: &mut Option<Stamper>,
-    tee: &mut Tee,
-) -> Result<()> {
+fn write_available(stdin: &File, reader: &mut LineReader<&File>, out: &mut Output) -> Result<()> {
     let until = reader.bytes_read() + signals::available(stdin.as_fd());
     while reader.bytes_read() < until && signals::available(stdin.as_fd()) > 0 {
         match reader.read().context("unable to read standard input")? {
-            Input::Run(run) => {
-                write_run(clock, segment, stamper, run)?;
-                tee.copy(run);
-            }
+            Input::Run(run) => out.write(run)?,
             Input::Partial => {}
             Input::End => return Ok(()),
         }
     }
     reader.end();
     while let Input::Run(run) = reader.read().context("unable to read standard input")? {
-        write_run(clock, segment, stamper, run)?;
-        tee.copy(run);
+        out.write(run)?;
     }
     Ok(())
 }

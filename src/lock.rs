@@ -52,7 +52,7 @@ pub fn acquire(path: &Path, mode: u32) -> Result<Lock> {
         file.set_permissions(Permissions::from_mode(mode))?;
         file.set_len(0)?;
         file.rewind()?;
-        writeln!(file, "{}", std::process::id())
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
     };
     record().with_context(|| format!("unable to write {}", path.display()))?;
     Ok(Lock { _file: file })

@@ -97,26 +97,30 @@ impl Numbering {
     /// Takes the next number for `date` and records it in the state file
     /// before anything is named after it.
     pub fn take(&mut self, date: Date) -> Result<SegmentId> {
-        let highest = self.highest.entry(date).or_insert(0);
-        *highest = highest
+        // Changed on a copy, kept only once the state file has it: a failed
+        // write (a full disk) costs no number.
+        let mut highest = self.highest.clone();
+        let n = highest.entry(date).or_insert(0);
+        *n = n
             .checked_add(1)
             .with_context(|| format!("no segment number left for {date}"))?;
-        let id = SegmentId { date, n: *highest };
+        let id = SegmentId { date, n: *n };
         // Forget the oldest dates, but never the one just taken, even when a
         // clock step made it the oldest.
-        while self.highest.len() > REMEMBERED_DATES {
-            let oldest = self.highest.keys().find(|&&d| d != date).copied();
+        while highest.len() > REMEMBERED_DATES {
+            let oldest = highest.keys().find(|&&d| d != date).copied();
             if let Some(oldest) = oldest {
-                self.highest.remove(&oldest);
+                highest.remove(&oldest);
             }
         }
-        self.write_state()?;
+        self.write_state(&highest)?;
+        self.highest = highest;
         Ok(id)
     }
 
-    fn write_state(&self) -> Result<()> {
-        let mut text = Vec::with_capacity(self.highest.len() * 16);
-        for (&date, &n) in &self.highest {
+    fn write_state(&self, highest: &BTreeMap<Date, u64>) -> Result<()> {
+        let mut text = Vec::with_capacity(highest.len() * 16);
+        for (&date, &n) in highest {
             writeln!(text, "{}", SegmentId { date, n }).expect("writing to a Vec cannot fail");
         }
         let mut tmp = self.state.clone().into_os_string();

@@ -105,8 +105,14 @@ pub struct Segment {
     /// Lines and bytes dropped since writes began to fail
     /// (`--on-full drop`).
     dropped: Option<(u64, u64)>,
-    /// A rotation by the clock or a signal failed, and was reported.
-    tick_failing: bool,
+    /// With `--on-full drop`, a step of [`Segment::tick`] failed, was
+    /// reported, and is tried again at this instant.
+    retry_at: Option<Instant>,
+    /// Asked to stop while writes were failing: one last attempt was made.
+    stopping: bool,
+    /// A removed active file being put back: the new file and its length
+    /// before the copy began.
+    relinking: Option<(File, u64)>,
     /// When [`Segment::tick`] last checked that the active file is still
     /// linked in its directory.
     last_link_check: Instant,
@@ -162,7 +168,9 @@ impl Segment {
             pausing: None,
             unsynced_since: None,
             dropped: None,
-            tick_failing: false,
+            retry_at: None,
+            stopping: false,
+            relinking: None,
             last_link_check: Instant::now(),
             options,
         };
@@ -297,37 +305,46 @@ impl Segment {
                 .unsynced_since
                 .is_some_and(|since| since.elapsed() >= every)
         {
-            self.sync()?;
+            self.sync_now();
+        }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(());
+        }
+        match self.tick_steps(now) {
+            // With `--on-full drop` nothing waits for the disk: say it once,
+            // and try again a second later.
+            Err(e) if self.options.drop_when_full => {
+                if self.retry_at.is_none() {
+                    eprintln!("logpipe: warning: {e:#}");
+                }
+                self.retry_at = Some(Instant::now() + PAUSE_FIRST);
+                Ok(())
+            }
+            result => {
+                self.retry_at = None;
+                result
+            }
+        }
+    }
+
+    /// What a tick does, in order: put back an active file removed from
+    /// under logpipe (checked once a second), then, out of a line, reopen
+    /// and roll as asked or due.
+    fn tick_steps(&mut self, now: Timestamp) -> Result<()> {
+        if self.last_link_check.elapsed() >= Duration::from_secs(1) {
+            self.last_link_check = Instant::now();
+            self.retrying(now, |seg, _| seg.try_relink())?;
         }
         if self.mid_line {
             return Ok(());
         }
-        let mut result = Ok(());
-        if self.last_link_check.elapsed() >= Duration::from_secs(1) {
-            self.last_link_check = Instant::now();
-            result = self.relink_if_removed();
+        if self.reopen_asked {
+            self.retrying(now, Segment::reopen)?;
         }
-        if result.is_ok() && self.reopen_asked {
-            result = self.reopen(now);
+        if self.roll_asked || self.deadline.is_some_and(|d| now >= d) {
+            self.roll(now)?;
         }
-        if result.is_ok() && (self.roll_asked || self.deadline.is_some_and(|d| now >= d)) {
-            result = self.roll(now);
-        }
-        match result {
-            // With `--on-full drop` nothing waits for the disk: say it once,
-            // and try again at the next tick.
-            Err(e) if self.options.drop_when_full => {
-                if !self.tick_failing {
-                    eprintln!("logpipe: warning: {e:#}");
-                }
-                self.tick_failing = true;
-                Ok(())
-            }
-            result => {
-                self.tick_failing = false;
-                result
-            }
-        }
+        Ok(())
     }
 
     /// Asks for a roll at the next [`Segment::tick`] that is not inside a
@@ -337,9 +354,11 @@ impl Segment {
     }
 
     /// When the main loop must call [`Segment::tick`] even if no input
-    /// arrives. `None` while inside a line: only input can end it.
+    /// arrives. `None` while inside a line (only input can end it) and
+    /// while a failed step waits for its retry (the loop looks at least once
+    /// a second anyway).
     pub fn wake_at(&self) -> Option<Timestamp> {
-        if self.mid_line {
+        if self.mid_line || self.retry_at.is_some() {
             None
         } else if self.roll_asked || self.reopen_asked {
             Some(self.last_now)
@@ -357,6 +376,9 @@ impl Segment {
     /// Ends input: finishes a last line without a newline and syncs the
     /// active file. It stays in place, to be continued by the next run.
     pub fn close(mut self, now: Timestamp) -> Result<()> {
+        // An active file removed from under logpipe takes what it holds
+        // with it at exit unless it is put back first.
+        self.retrying(now, |seg, _| seg.try_relink())?;
         if let Some((lines, bytes)) = self.dropped
             && self.write_marker(now).is_err()
         {
@@ -365,14 +387,16 @@ impl Segment {
                 "logpipe: dropped {lines} lines ({bytes} bytes) while {} was not writable, and could not say so in it",
                 self.active.display()
             );
-            return Ok(());
         }
         if self.mid_line {
-            self.append(now, &mut &b"\n"[..])?;
+            let mut newline = &b"\n"[..];
+            if let Err(e) = self.append(now, &mut newline) {
+                // Only possible with --on-full drop: the next start closes
+                // the line.
+                eprintln!("logpipe: warning: {e:#}");
+            }
         }
-        if self.unsynced_since.is_some() {
-            self.sync()?;
-        }
+        self.sync_now();
         Ok(())
     }
 
@@ -405,21 +429,25 @@ impl Segment {
         }
         self.resumed();
         if self.options.fsync == Fsync::Always {
-            self.sync()?;
+            self.sync_now();
         }
         Ok(())
     }
 
-    /// Fsyncs the active file's data, pausing and retrying on failure.
-    fn sync(&mut self) -> Result<()> {
-        while let Err(e) = self.file.sync_data() {
-            let e =
-                anyhow::Error::new(e).context(format!("unable to sync {}", self.active.display()));
-            self.pause_after(e)?;
+    /// Fsyncs what was written to the active file and not synced yet.
+    ///
+    /// A failed fsync is reported, not retried: after one, Linux may have
+    /// dropped the unwritten pages and the next fsync would succeed
+    /// without them, so a retry would only hide the loss.
+    pub fn sync_now(&mut self) {
+        if self.unsynced_since.take().is_some()
+            && let Err(e) = self.file.sync_data()
+        {
+            eprintln!(
+                "logpipe: warning: unable to sync {}: {e}; what was written since the last sync may not be on disk",
+                self.active.display()
+            );
         }
-        self.resumed();
-        self.unsynced_since = None;
-        Ok(())
     }
 
     /// Sets what to do when writes fail: pause and retry (the disk may
@@ -429,19 +457,43 @@ impl Segment {
         self.pauser = Some(pauser);
     }
 
+    /// Runs `step` until it succeeds, with [`Segment::pause_after`] between
+    /// failed attempts; a step resumes after the parts that succeeded.
+    fn retrying(
+        &mut self,
+        now: Timestamp,
+        step: fn(&mut Segment, Timestamp) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            match step(self, now) {
+                Ok(()) => {
+                    self.resumed();
+                    return Ok(());
+                }
+                Err(e) => self.pause_after(e)?,
+            }
+        }
+    }
+
     /// After a failed operation: says so once, waits (1 s, doubling up to
-    /// 30 s), and returns Ok to try again; or returns the error if there is
-    /// no pauser or logpipe is to stop.
+    /// 30 s), and returns Ok to try again. Returns the error if there is no
+    /// pauser (`--on-full drop`), or if logpipe is to stop and the one last
+    /// attempt allowed after that has failed too.
     fn pause_after(&mut self, e: anyhow::Error) -> Result<()> {
         let Some(pauser) = self.pauser.clone() else {
             return Err(e);
         };
+        if self.stopping {
+            return Err(e);
+        }
         let (since, wait) = *self.pausing.get_or_insert_with(|| {
             eprintln!("logpipe: pausing: {e:#}");
             (Instant::now(), PAUSE_FIRST)
         });
         if !pauser.pause(wait) {
-            return Err(e);
+            // Asked to stop: one last attempt, then give up.
+            self.stopping = true;
+            return Ok(());
         }
         self.pausing = Some((since, (wait * 2).min(PAUSE_MAX)));
         Ok(())
@@ -462,28 +514,30 @@ impl Segment {
     /// opened, and starts a new, empty active file. Does nothing to an
     /// empty file: segments are never empty.
     fn roll(&mut self, now: Timestamp) -> Result<()> {
-        if self.written == 0 {
+        if self.written == 0 && !self.renamed_away {
             return Ok(());
         }
-        debug_assert!(
-            !self.mid_line,
-            "rolling inside a line; this is a bug in logpipe"
-        );
-        while let Err(e) = self.try_roll(now) {
-            self.pause_after(e)?;
-        }
-        self.resumed();
-        Ok(())
+        self.retrying(now, Segment::try_roll)
     }
 
     /// One attempt at [`Segment::roll`]; a failed attempt can be repeated,
     /// and resumes after the steps that succeeded.
     fn try_roll(&mut self, now: Timestamp) -> Result<()> {
         if !self.renamed_away {
-            self.file
-                .sync_data()
-                .with_context(|| format!("unable to sync {}", self.active.display()))?;
-            self.unsynced_since = None;
+            // A removed directory is made again first, with the file.
+            self.try_relink()?;
+            if !self.path_is_ours()? {
+                // A tool moved the active file away (a SIGHUP not handled
+                // yet): what it took is its own; go on at the path.
+                self.reopen(now)?;
+                self.roll_asked = false;
+                return Ok(());
+            }
+            debug_assert!(
+                !self.mid_line,
+                "rolling inside a line; this is a bug in logpipe"
+            );
+            self.sync_now();
             let date = self
                 .opened
                 .unwrap_or_else(|| self.options.schedule.date(now));
@@ -509,11 +563,14 @@ impl Segment {
                 }
             }
             self.renamed_away = true;
+            // The rename is durable once the directory is synced.
+            if let Err(e) = File::open(&self.target.dir).and_then(|dir| dir.sync_all()) {
+                eprintln!(
+                    "logpipe: warning: unable to sync directory {}: {e}",
+                    self.target.dir.display()
+                );
+            }
         }
-        // The rename is durable once the directory is synced.
-        File::open(&self.target.dir)
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("unable to sync directory {}", self.target.dir.display()))?;
         self.file = open_active(&self.active, self.options.mode)?;
         self.renamed_away = false;
         self.written = 0;
@@ -524,54 +581,65 @@ impl Segment {
         Ok(())
     }
 
-    /// If the active file was removed from under logpipe (with its
-    /// directory, say), makes the directory again if needed and puts a new
-    /// active file at the path with everything the removed one held, so
-    /// nothing written is lost. Checked about once a second.
-    fn relink_if_removed(&mut self) -> Result<()> {
-        while let Err(e) = self.try_relink() {
-            if self.options.drop_when_full {
-                return Err(e);
-            }
-            self.pause_after(e)?;
-        }
-        self.resumed();
-        Ok(())
-    }
-
-    fn try_relink(&mut self) -> Result<()> {
+    /// Whether the active path still names the file logpipe writes.
+    fn path_is_ours(&self) -> Result<bool> {
         let ours = self
             .file
             .metadata()
             .with_context(|| format!("unable to stat {}", self.active.display()))?;
-        if ours.nlink() > 0 {
-            return Ok(());
+        Ok(fs::metadata(&self.active)
+            .is_ok_and(|there| there.dev() == ours.dev() && there.ino() == ours.ino()))
+    }
+
+    /// If the active file was removed from under logpipe (with its
+    /// directory, say), makes the directory again if needed and puts a new
+    /// active file at the path with everything the removed one held, so
+    /// nothing written is lost. A failed attempt resumes where it stopped:
+    /// the copy goes on from the length the new file already has.
+    fn try_relink(&mut self) -> Result<()> {
+        if self.relinking.is_none() {
+            let ours = self
+                .file
+                .metadata()
+                .with_context(|| format!("unable to stat {}", self.active.display()))?;
+            if ours.nlink() > 0 {
+                return Ok(());
+            }
+            self.target.create_dir(self.options.dir_mode)?;
+            let new = open_active(&self.active, self.options.mode)?;
+            let base = new
+                .metadata()
+                .with_context(|| format!("unable to stat {}", self.active.display()))?
+                .len();
+            self.relinking = Some((new, base));
         }
-        self.target.create_dir(self.options.dir_mode)?;
-        let new = open_active(&self.active, self.options.mode)?;
+        let Some((new, base)) = &self.relinking else {
+            return Ok(());
+        };
         let context = || {
             format!(
                 "unable to write {} again after it was removed",
                 self.active.display()
             )
         };
+        let mut at = new.metadata().with_context(context)?.len() - base;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0;
         loop {
             let n = self.file.read_at(&mut buf, at).with_context(context)?;
             if n == 0 {
                 break;
             }
-            (&new).write_all(&buf[..n]).with_context(context)?;
+            (&*new).write_all(&buf[..n]).with_context(context)?;
             at += n as u64;
         }
-        new.sync_data().with_context(context)?;
         eprintln!(
             "logpipe: info: {} was removed while in use; made it again with the {at} bytes it held",
             self.active.display()
         );
-        self.written = new.metadata().map_or(at, |m| m.len());
+        let (new, base) = self.relinking.take().expect("checked just above");
         self.file = new;
+        self.written = base + at;
+        self.unsynced_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -585,22 +653,15 @@ impl Segment {
     /// away, what follows goes to a new active file there; if it is still
     /// there, writing simply goes on.
     fn reopen(&mut self, now: Timestamp) -> Result<()> {
-        self.reopen_asked = false;
-        let ours = self
-            .file
-            .metadata()
-            .with_context(|| format!("unable to stat {}", self.active.display()))?;
-        if let Ok(there) = fs::metadata(&self.active)
-            && there.dev() == ours.dev()
-            && there.ino() == ours.ino()
-        {
+        if self.path_is_ours()? {
+            self.reopen_asked = false;
             return Ok(());
         }
         // The file we hold is no longer the active path: finish with it.
-        if let Err(e) = self.file.sync_data() {
-            eprintln!("logpipe: warning: unable to sync the moved active file: {e}");
-        }
+        self.sync_now();
         self.file = open_active(&self.active, self.options.mode)?;
+        self.renamed_away = false;
+        self.reopen_asked = false;
         self.adopt(now)
     }
 }

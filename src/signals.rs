@@ -89,6 +89,27 @@ impl Signals {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Waits until `out` can take more, or a signal arrives.
+    pub fn wait_writable(&self, out: BorrowedFd<'_>) {
+        let mut fds = [
+            libc::pollfd {
+                fd: out.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a live array of two pollfd, and its length is passed.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if fds[1].revents != 0 {
+            self.drain();
+        }
+    }
+
     /// Waits for `wait`, or less if SIGTERM or SIGINT arrives. Returns
     /// false if stopping was asked for. Other signals stay recorded for the
     /// main loop.
