@@ -665,18 +665,7 @@ fn a_read_only_directory_pauses_without_spinning() {
         fs::read(env.path("out/current")).is_ok_and(|b| b == first)
     });
     let out = env.path("out");
-    let mount = |args: &[&str]| {
-        let status = Command::new("mount")
-            .args(args)
-            .arg(&out)
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount {args:?}: {status}");
-    };
-    mount(&["--bind"]);
-    mount(&["-o", "remount,bind,ro"]);
-    let read_only = BindMount(out.clone());
+    let read_only = BindMount::read_only(&out);
     // Enough for a rotation, which needs to write in the directory.
     let second = numbered(100, 1000);
     stdin.write_all(&second).unwrap();
@@ -713,6 +702,23 @@ fn a_read_only_directory_pauses_without_spinning() {
 
 /// A bind mount, unmounted when dropped.
 struct BindMount(PathBuf);
+
+impl BindMount {
+    /// Mounts `dir` over itself, read-only: root is refused writes there
+    /// too, which permission bits cannot do.
+    fn read_only(dir: &Path) -> BindMount {
+        for args in [&["--bind"][..], &["-o", "remount,bind,ro"]] {
+            let status = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount {args:?}: {status}");
+        }
+        BindMount(dir.to_path_buf())
+    }
+}
 
 impl Drop for BindMount {
     fn drop(&mut self) {
@@ -810,18 +816,7 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
     env.wait_until("the active file", Duration::from_secs(30), || {
         out.join("current").exists()
     });
-    let mount = |args: &[&str]| {
-        let status = Command::new("mount")
-            .args(args)
-            .arg(&out)
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount {args:?}: {status}");
-    };
-    mount(&["--bind"]);
-    mount(&["-o", "remount,bind,ro"]);
-    let read_only = BindMount(out.clone());
+    let read_only = BindMount::read_only(&out);
     let line = numbered(0, 1);
     stdin.write_all(&line).unwrap();
     env.wait_until("the failed rotation", Duration::from_secs(30), || {
