@@ -58,6 +58,18 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A test directory with a 4 MiB tmpfs at `mnt`, filled but for about
+/// 64 KiB by `mnt/filler`; `None` (after saying why) when not root.
+fn nearly_full_disk(test: &str) -> Option<(TestEnv, Tmpfs, PathBuf)> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let env = TestEnv::new();
+    let disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    let filler = fill(&env.path("mnt"), 64 << 10);
+    Some((env, disk, filler))
+}
+
 /// Fills the file system holding `dir` but for about `leave` bytes, with
 /// a file `dir/filler`, and returns its path.
 fn fill(dir: &Path, leave: u64) -> PathBuf {
@@ -109,12 +121,11 @@ fn feed(
 /// stopped: nothing lost, nothing written twice.
 #[test]
 fn a_full_disk_pauses_and_resumes_without_loss() {
-    if !root_or_skip("a_full_disk_pauses_and_resumes_without_loss") {
+    let Some((env, _disk, filler)) =
+        nearly_full_disk("a_full_disk_pauses_and_resumes_without_loss")
+    else {
         return;
-    }
-    let env = TestEnv::new();
-    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
-    let filler = fill(&env.path("mnt"), 64 << 10);
+    };
     let input = numbered(0, 60_000); // 2.9 MB: more than the free space plus the pipe
     let mut child = env.spawn(&["--compress", "none", "--size", "1M", "mnt/out/"]);
     let stderr = collect_stderr(&mut child);
@@ -158,12 +169,11 @@ fn a_full_disk_pauses_and_resumes_without_loss() {
 /// saying how many bytes were not written; what was written is intact.
 #[test]
 fn sigterm_while_paused_exits_1_saying_what_was_not_written() {
-    if !root_or_skip("sigterm_while_paused_exits_1_saying_what_was_not_written") {
+    let Some((env, _disk, _filler)) =
+        nearly_full_disk("sigterm_while_paused_exits_1_saying_what_was_not_written")
+    else {
         return;
-    }
-    let env = TestEnv::new();
-    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
-    fill(&env.path("mnt"), 64 << 10);
+    };
     let input = numbered(0, 60_000);
     let mut child = env.spawn(&["--compress", "none", "mnt/out/"]);
     let stderr = collect_stderr(&mut child);
@@ -490,12 +500,11 @@ fn tee_survives_slow_and_closed_readers() {
 /// marker line says how much was dropped, before what follows.
 #[test]
 fn on_full_drop_counts_exactly_and_never_blocks() {
-    if !root_or_skip("on_full_drop_counts_exactly_and_never_blocks") {
+    let Some((env, _disk, filler)) =
+        nearly_full_disk("on_full_drop_counts_exactly_and_never_blocks")
+    else {
         return;
-    }
-    let env = TestEnv::new();
-    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
-    let filler = fill(&env.path("mnt"), 64 << 10);
+    };
     let during = numbered(0, 60_000); // 2.9 MB, far more than the room left
     let after = numbered(60_000, 1000);
     let mut child = env.spawn(&[
