@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod gzip;
 pub mod lock;
 pub mod naming;
 pub mod numbering;

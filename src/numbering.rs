@@ -7,15 +7,18 @@
 //! deleted them; downstream archives key on these names.
 //!
 //! The state file is plain text, one `YYYY-MM-DD.N` line per date (the
-//! highest segment name suffix used for that date), replaced
-//! atomically (write a temporary, fsync, rename) each time a number is taken,
-//! and before the segment gets that name.
+//! highest segment name suffix used for that date), rewritten each time a
+//! number is taken, before the segment gets that name: in place with one
+//! write while it fits in a page (a few hundred dates), else through a
+//! temporary and a rename; either way a crash leaves the old text or the
+//! new one. The worker thread fsyncs it with the
+//! segment, off the reading loop.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -29,6 +32,13 @@ use crate::target::Target;
 /// and keeps the file, rewritten at every rotation, a few KiB.
 const REMEMBERED_DATES: usize = 366;
 
+/// Up to this length the state file is rewritten in place, with one
+/// `pwrite(2)` that stays within one page: a kill cannot cut such a write
+/// in half (the kernel looks for fatal signals only between pages), and it
+/// spares the filesystem a new inode at every rotation. A longer text
+/// replaces the file through a temporary and a rename.
+const IN_PLACE_MAX: usize = 4096;
+
 /// The highest segment number used per date on one target.
 #[derive(Debug)]
 pub struct Numbering {
@@ -36,6 +46,8 @@ pub struct Numbering {
     state: PathBuf,
     /// Permission bits of the state file.
     mode: u32,
+    /// The state file, kept open to be rewritten in place, and its length.
+    open: Option<(File, u64)>,
 }
 
 impl Numbering {
@@ -49,6 +61,7 @@ impl Numbering {
             highest: BTreeMap::new(),
             state,
             mode,
+            open: None,
         };
         numbering.read_state()?;
         let entries = fs::read_dir(&target.dir)
@@ -94,6 +107,12 @@ impl Numbering {
         *highest = (*highest).max(id.n);
     }
 
+    /// Forgets the dates before `date` (for tests of a shrinking text).
+    #[cfg(test)]
+    fn forget_before(&mut self, date: Date) {
+        self.highest.retain(|&d, _| d >= date);
+    }
+
     /// Takes the next number for `date` and records it in the state file
     /// before anything is named after it.
     pub fn take(&mut self, date: Date) -> Result<SegmentId> {
@@ -118,26 +137,72 @@ impl Numbering {
         Ok(id)
     }
 
-    fn write_state(&self, highest: &BTreeMap<Date, u64>) -> Result<()> {
+    /// Writes `highest` to the state file: in place when short enough
+    /// (padded with empty lines, which reading skips, so that nothing of a
+    /// longer old text is left), else through a temporary and a rename.
+    /// Not synced here: the worker thread syncs the state file, and the
+    /// directory, with the segment named after it.
+    fn write_state(&mut self, highest: &BTreeMap<Date, u64>) -> Result<()> {
         let mut text = Vec::with_capacity(highest.len() * 16);
         for (&date, &n) in highest {
             writeln!(text, "{}", SegmentId { date, n }).expect("writing to a Vec cannot fail");
         }
+        let result = if text.len() <= IN_PLACE_MAX {
+            self.write_in_place(text)
+        } else {
+            self.open = None;
+            self.replace(&text)
+        };
+        result.with_context(|| format!("unable to write {}", self.state.display()))
+    }
+
+    fn write_in_place(&mut self, mut text: Vec<u8>) -> io::Result<()> {
+        // A state file removed or replaced from outside is opened anew.
+        if let Some((file, _)) = &self.open
+            && file.metadata()?.nlink() == 0
+        {
+            self.open = None;
+        }
+        let (file, len) = match &mut self.open {
+            Some(open) => open,
+            None => {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&self.state)?;
+                file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+                let len = file.metadata()?.len();
+                self.open.insert((file, len))
+            }
+        };
+        if *len > IN_PLACE_MAX as u64 {
+            // Left long by an earlier run: replace it once.
+            self.open = None;
+            return self.replace(&text);
+        }
+        text.resize(text.len().max(*len as usize), b'\n');
+        let n = file.write_at(&text, 0)?;
+        if n < text.len() {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        *len = n as u64;
+        Ok(())
+    }
+
+    /// Replaces the state file atomically: a temporary, then a rename.
+    fn replace(&self, text: &[u8]) -> io::Result<()> {
         let mut tmp = self.state.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let write = || -> io::Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            file.set_permissions(fs::Permissions::from_mode(self.mode))?;
-            file.write_all(&text)?;
-            file.sync_data()?;
-            fs::rename(&tmp, &self.state)
-        };
-        write().with_context(|| format!("unable to write {}", self.state.display()))
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+        file.write_all(text)?;
+        fs::rename(&tmp, &self.state)
     }
 }
 
@@ -193,6 +258,27 @@ mod tests {
         let mut numbering = Numbering::load(&t, 0o640).unwrap();
         assert_eq!(numbering.take(day).unwrap().n, 5);
         assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.5\n");
+    }
+
+    #[test]
+    fn state_file_is_rewritten_in_place_and_reopened_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        // A longer text from an earlier run: padded over, never left behind.
+        fs::write(t.state(), "2026-11-20.123456\n2026-11-21.2\n").unwrap();
+        let inode = fs::metadata(t.state()).unwrap().ino();
+        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        numbering.forget_before(date(2026, 11, 21));
+        numbering.take(date(2026, 11, 21)).unwrap();
+        assert_eq!(fs::metadata(t.state()).unwrap().ino(), inode);
+        let text = fs::read_to_string(t.state()).unwrap();
+        assert_eq!(text.trim_end_matches('\n'), "2026-11-21.3");
+        // Removed from outside: made again, not written into the void.
+        fs::remove_file(t.state()).unwrap();
+        numbering.take(date(2026, 11, 21)).unwrap();
+        assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.4\n");
+        let mut reloaded = Numbering::load(&t, 0o640).unwrap();
+        assert_eq!(reloaded.take(date(2026, 11, 21)).unwrap().n, 5);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! - a segment is cut only at a line boundary, and a segment that would
 //!   pass the size limit holds exactly one line;
 //! - no segment is ever empty;
-//! - a segment is fsynced before it gets its final name, and that name
-//!   never replaces an existing file: the active file is renamed with
+//! - a segment's final name never replaces an existing file: the active file is renamed with
 //!   `renameat2(RENAME_NOREPLACE)`, which fails rather than replace. On a
 //!   filesystem without it, the active file is hard-linked to the name (the
 //!   link fails rather than replace) and then unlinked, as multilog and
@@ -537,7 +536,10 @@ impl Segment {
                 !self.mid_line,
                 "rolling inside a line; this is a bug in logpipe"
             );
-            self.sync_now();
+            // No fsync here: the worker syncs the finished segment, the
+            // state file and the directory as soon as it is told of the
+            // segment, so a rotation costs the reading loop a rename and
+            // an open, not three waits for the disk.
             let date = self
                 .opened
                 .unwrap_or_else(|| self.options.schedule.date(now));
@@ -563,13 +565,8 @@ impl Segment {
                 }
             }
             self.renamed_away = true;
-            // The rename is durable once the directory is synced.
-            if let Err(e) = File::open(&self.target.dir).and_then(|dir| dir.sync_all()) {
-                eprintln!(
-                    "logpipe: warning: unable to sync directory {}: {e}",
-                    self.target.dir.display()
-                );
-            }
+            // What was not synced belongs to the finished segment now.
+            self.unsynced_since = None;
         }
         self.file = open_active(&self.active, self.options.mode)?;
         self.renamed_away = false;

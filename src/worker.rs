@@ -1,8 +1,9 @@
-//! The worker thread that owns finished segments: compression, the
-//! `--on-rotate` hook, and retention, off the reading loop.
+//! The worker thread that owns finished segments: their fsync,
+//! compression, the `--on-rotate` hook, and retention, off the reading loop.
 //!
 //! The main loop only sends the id of each segment it finishes. The worker
-//! takes them in order: compresses (`X` → `X.gz.tmp`, encoder finished and
+//! fsyncs each as soon as it hears of it (with the state file and the
+//! directory, once per batch), then takes them in order: compresses (`X` → `X.gz.tmp`, encoder finished and
 //! checked, fsync, rename to `X.gz`, fsync of the directory, then unlink of
 //! `X`), hands the final path to the hook runner, and applies retention.
 //! When input outruns compression, the backlog waits on disk as plain
@@ -20,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, Permissions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,10 +31,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use flate2::Compression;
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 
+use crate::gzip::{Gzip, read_full};
 use crate::naming::{self, SegmentId};
 use crate::retention::{self, Found, Retention};
 use crate::target::Target;
@@ -118,7 +118,11 @@ struct State {
     policy: Policy,
     /// Segments to process, oldest first.
     queue: VecDeque<SegmentId>,
+    /// Segments finished by the main loop and not fsynced yet.
+    unsynced: Vec<SegmentId>,
     hooks: Option<Hooks>,
+    /// The compressor, made at the first segment to compress.
+    gzip: Option<Gzip>,
     /// After a failure: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
 }
@@ -136,7 +140,9 @@ impl State {
             target,
             policy,
             queue: VecDeque::new(),
+            unsynced: Vec::new(),
             hooks,
+            gzip: None,
             retry: None,
         }
     }
@@ -180,6 +186,7 @@ impl State {
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.sync_finished();
             if self.retry.is_none_or(|(at, _)| at <= Instant::now()) {
                 self.process_front();
             }
@@ -191,8 +198,65 @@ impl State {
 
     fn take(&mut self, msg: Msg, stopping: &mut bool) {
         match msg {
-            Msg::Finished(id) => self.queue.push_back(id),
+            Msg::Finished(id) => {
+                self.queue.push_back(id);
+                self.unsynced.push(id);
+            }
             Msg::Shutdown => *stopping = true,
+        }
+    }
+
+    /// Makes the segments just finished durable: each one's data (or, with
+    /// compression, its `.gz` later), then the state file that named them
+    /// and the directory that holds both names.
+    /// This is the fsync of `--fsync rotate`, done here so that the reading
+    /// loop never waits for the disk at a rotation; a segment waits at most
+    /// for the compression under way.
+    ///
+    /// Writeback of every file of the batch is started first, so that their
+    /// blocks are allocated in one journal transaction and the fsyncs that
+    /// follow mostly find it committed: one commit per batch, not one per
+    /// file. A failed fsync is reported, not retried (see
+    /// `Segment::sync_now`).
+    fn sync_finished(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        // With compression on, the `.gz` is what gets synced, once it is
+        // made; the plain segment only has its writeback started, so that a
+        // backlog of segments is not written and waited for twice.
+        let sync_segments = self.policy.gzip.is_none();
+        let mut paths: Vec<(PathBuf, bool)> = self
+            .unsynced
+            .drain(..)
+            .map(|id| (self.target.segment(id), sync_segments))
+            .collect();
+        paths.push((self.target.state(), true));
+        let mut files = Vec::with_capacity(paths.len());
+        for (path, sync) in paths {
+            match File::open(&path) {
+                Ok(file) => {
+                    start_writeback(&file);
+                    if sync {
+                        files.push((file, path));
+                    }
+                }
+                // Moved away already (a shipper): no longer ours to sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => eprintln!("logpipe: warning: unable to sync {}: {e}", path.display()),
+            }
+        }
+        for (file, path) in files {
+            if let Err(e) = file.sync_data() {
+                eprintln!("logpipe: warning: unable to sync {}: {e}", path.display());
+            }
+        }
+        let dir = &self.target.dir;
+        if let Err(e) = File::open(dir).and_then(|dir| dir.sync_all()) {
+            eprintln!(
+                "logpipe: warning: unable to sync directory {}: {e}",
+                dir.display()
+            );
         }
     }
 
@@ -222,7 +286,7 @@ impl State {
 
     /// Brings a finished segment to its final form; returns its final path,
     /// or `None` if it is gone (moved away or deleted meanwhile).
-    fn finish(&self, id: SegmentId) -> Result<Option<PathBuf>> {
+    fn finish(&mut self, id: SegmentId) -> Result<Option<PathBuf>> {
         let plain = self.target.segment(id);
         let Some(level) = self.policy.gzip else {
             return Ok(plain.exists().then_some(plain));
@@ -240,7 +304,9 @@ impl State {
             }
             remove(&gz)?;
         }
-        compress(&plain, &gz, level, self.policy.mode)?;
+        // Made at the first segment to compress, then kept for all.
+        let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
+        compress(gzip, &plain, &gz, self.policy.mode)?;
         Ok(Some(gz))
     }
 
@@ -320,16 +386,14 @@ impl State {
 /// and checked, the file synced and renamed, the directory synced, and only
 /// then is `plain` removed. On failure the temporary is removed and `plain`
 /// stays.
-fn compress(plain: &Path, gz: &Path, level: u32, mode: u32) -> Result<()> {
+fn compress(gzip: &mut Gzip, plain: &Path, gz: &Path, mode: u32) -> Result<()> {
     let tmp = with_suffix(gz, ".tmp");
     let result = (|| -> io::Result<()> {
         let mut input = File::open(plain)?;
         let finished_at = input.metadata()?.modified()?;
-        let output = File::create(&tmp)?;
+        let mut output = File::create(&tmp)?;
         output.set_permissions(Permissions::from_mode(mode))?;
-        let mut encoder = GzEncoder::new(output, Compression::new(level));
-        io::copy(&mut input, &mut encoder)?;
-        let output = encoder.finish()?;
+        gzip.compress(&mut input, &mut output)?;
         // Keep the time the segment was finished, as gzip does; retention
         // by age reads it.
         output.set_modified(finished_at)?;
@@ -362,20 +426,6 @@ fn same_content(plain: &Path, gz: &Path) -> io::Result<bool> {
     }
 }
 
-/// Reads until `buf` is full or the input ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(suffix);
@@ -389,6 +439,18 @@ fn remove(path: &Path) -> Result<()> {
             Err(e).with_context(|| format!("unable to remove {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+/// Starts writing `file`'s dirty pages to disk without waiting for them
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a hint: the fsync that
+/// follows is what makes the data durable, so a failure is ignored.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor we own, with integer
+    // arguments; it touches no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

@@ -68,8 +68,11 @@ fn an_idle_active_file_is_rolled_at_the_next_boundary() {
     let mut stdin = child.stdin.take().unwrap();
     let line = b"the only line, then silence\n";
     stdin.write_all(line).unwrap();
+    // On a slow machine the boundary may pass, and roll the file, before
+    // the line is seen in it.
     env.wait_until("the line in out/current", Duration::from_secs(30), || {
         fs::read(env.path("out/current")).is_ok_and(|bytes| bytes == line)
+            || !env.segments("out/current").is_empty()
     });
     // The line was written by now, so its window ends at the latest at the
     // next even second of UTC after now.
