@@ -251,6 +251,66 @@ fn sigterm_and_sigint_write_the_waiting_input_and_exit_0() {
     }
 }
 
+/// After a SIGTERM, logpipe closes its input as soon as it stops reading,
+/// before the last sync and the wait for compression: a producer that
+/// goes on writing gets EPIPE, so every line whose write succeeded is in
+/// the output. (It used to keep the pipe open for the seconds that
+/// compression took and drop what was written meanwhile.)
+#[test]
+fn writes_after_sigterm_are_kept_or_refused_never_dropped() {
+    let env = TestEnv::new();
+    // A big active file, rolled at start: at level 9 the worker is still
+    // compressing it for a while after the SIGTERM.
+    fs::create_dir(env.path("out")).unwrap();
+    let mut big = Vec::new();
+    crate::corpus::Corpus::new(7).fill(&mut big, 48 << 20);
+    fs::write(env.path("out/current"), &big).unwrap();
+    let mut child = env.spawn(&["--level", "9", "out/"]);
+    let pid = child.id() as libc::pid_t;
+    let send = |sig| {
+        // SAFETY: kill only sends a signal to our own child, by its pid.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    env.wait_until("the first line", Duration::from_secs(30), || {
+        fs::read(env.path("out/current")).is_ok_and(|b| b.ends_with(b"first\n"))
+    });
+    send(libc::SIGUSR1);
+    env.wait_until("the roll", Duration::from_secs(30), || {
+        env.path("out/current.state").exists()
+    });
+    // A writer that goes on after the signal, one line every 2 ms, until
+    // a write is refused.
+    let writer = thread::spawn(move || {
+        let mut accepted = Vec::new();
+        for i in 0..20_000 {
+            let line = format!("after {i}\n");
+            match stdin.write_all(line.as_bytes()) {
+                Ok(()) => accepted.extend_from_slice(line.as_bytes()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return (accepted, true),
+                Err(e) => panic!("write: {e}"),
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        (accepted, false)
+    });
+    thread::sleep(Duration::from_millis(50));
+    send(libc::SIGTERM);
+    let (accepted, refused) = writer.join().unwrap();
+    let run = env.finish(child, "logpipe, SIGTERM, writes going on");
+    assert!(run.status.success(), "{run:?}");
+    assert!(refused, "no write was ever refused");
+    let expected = [&big[..], b"first\n", &accepted].concat();
+    let got = env.collated("out/current");
+    assert!(
+        got == expected,
+        "{} bytes accepted after the first line, {} in the output after it",
+        accepted.len(),
+        got.len().saturating_sub(big.len() + 6)
+    );
+}
+
 /// SIGHUP after an external tool moved the active file away: what follows
 /// goes to a new active file at the path; without a move, it appends.
 #[test]
