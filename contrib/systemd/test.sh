@@ -243,8 +243,12 @@ logpipe_pid() { # the running logpipe, from its lock file, once it is a new one
 start() {
     local unit=$1
     shift
-    # <&0: a background command's standard input would be /dev/null.
-    python3 "$tmp/numbered.py" service "$part/$unit" "$@" <&0 2>"$part/$unit.journal" &
+    if [ "${STDIN:-}" = socket ]; then
+        # <&0: a background command's standard input would be /dev/null.
+        python3 "$tmp/numbered.py" service "$part/$unit" "$@" <&0 2>"$part/$unit.journal" &
+    else
+        python3 "$tmp/numbered.py" service "$part/$unit" "$@" </dev/null 2>"$part/$unit.journal" &
+    fi
     started+=($!)
     eval "${unit//-/_}=\$!"
 }
