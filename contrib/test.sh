@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every recipe's end-to-end test (contrib/*/test.sh) against one fresh
+# release build, in turn, and fails if any fails. Each test installs the
+# real programs it needs (apt-get, pip) and fails loudly if it cannot.
+# Needs root: the tests install packages and run services as other users.
+#
+#   bash contrib/test.sh              # all recipes
+#   bash contrib/test.sh runit s6     # some of them
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --locked || { echo "FAIL contrib: cargo build --release"; exit 1; }
+LOGPIPE=$PWD/target/release/logpipe
+export LOGPIPE
+
+if [ "$#" -gt 0 ]; then
+    recipes=("$@")
+else
+    recipes=(gunicorn runit s6 supervisor systemd docker)
+fi
+failed=()
+for recipe in "${recipes[@]}"; do
+    echo "== contrib/$recipe"
+    start=$SECONDS
+    if bash "contrib/$recipe/test.sh"; then
+        echo "== contrib/$recipe: passed in $((SECONDS - start)) s"
+    else
+        echo "== contrib/$recipe: FAILED after $((SECONDS - start)) s"
+        failed+=("$recipe")
+    fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "FAIL contrib: ${failed[*]}"
+    exit 1
+fi
+echo "PASS contrib: ${recipes[*]}"
