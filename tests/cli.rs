@@ -4,8 +4,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 
-use crate::util::TestEnv;
+use crate::util::{TestEnv, ensure_program, on_path};
 
 #[test]
 fn usage_errors_exit_2_and_create_nothing() {
@@ -102,6 +103,15 @@ fn usage_errors_exit_2_and_create_nothing() {
         (
             &["--name", "app.log", "out/file"],
             "--name only applies when TARGET is a directory",
+        ),
+        (
+            &["--generate", "tcsh"],
+            "invalid value 'tcsh' for '--generate <WHAT>'",
+        ),
+        // --generate stands alone: it never writes a log.
+        (
+            &["--generate", "man", "out/"],
+            "the argument '--generate <WHAT>' cannot be used with",
         ),
         (&["--bogus", "out/"], "unexpected argument '--bogus'"),
         (&["out/", "more/"], "unexpected argument 'more/'"),
@@ -228,4 +238,188 @@ fn created_files_and_directories_get_the_modes_asked_for() {
     for dir in ["new", "new/dir"] {
         assert_eq!(mode(dir), 0o710 & !umask, "{dir}");
     }
+}
+
+#[test]
+fn version_names_the_package_version() {
+    let env = TestEnv::new();
+    let out = env.cmd(&["--version"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("logpipe {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Runs `logpipe --generate WHAT`, which must need no TARGET, exit 0, say
+/// nothing on stderr and create nothing; returns what it printed.
+fn generated(what: &str) -> String {
+    let env = TestEnv::new();
+    let out = env
+        .cmd(&["--generate", what])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "--generate {what}: {out:?}");
+    assert!(out.stderr.is_empty(), "--generate {what}: {out:?}");
+    assert_eq!(
+        fs::read_dir(env.path("")).unwrap().count(),
+        0,
+        "--generate {what} created something:\n{}",
+        env.listing()
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+#[test]
+fn generate_man_prints_a_man_page_that_renders() {
+    let man = generated("man");
+    assert!(man.starts_with(".TH LOGPIPE 1 "), "{man}");
+    // roff writes `-` as `\-`.
+    for part in [
+        ".SH NAME\nlogpipe \\- ",
+        ".SH SYNOPSIS",
+        ".SH DESCRIPTION",
+        ".SH OPTIONS",
+        "\\-\\-size",
+        "\\-\\-on\\-rotate",
+        ".SH FILES",
+        ".SH SIGNALS",
+        ".SH \"EXIT STATUS\"",
+    ] {
+        assert!(man.contains(part), "the man page lacks {part:?}:\n{man}");
+    }
+    // Hidden options stay out of it, as out of --help.
+    for hidden in ["debug\\-clock", "generate"] {
+        assert!(!man.contains(hidden), "the man page shows {hidden:?}");
+    }
+
+    // groff comes with man-db, so it is on any machine that reads man pages.
+    ensure_program("groff", "groff-base");
+    let env = TestEnv::new();
+    fs::write(env.path("logpipe.1"), &man).unwrap();
+    let out = Command::new("groff")
+        // -ww: every warning; -P-cbou: plain text, no bold or underline.
+        .args(["-man", "-Tutf8", "-ww", "-P-cbou", "logpipe.1"])
+        .current_dir(env.path(""))
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "groff: {out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "groff warns: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for part in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "--size <SIZE>",
+        "EXIT STATUS",
+    ] {
+        assert!(text.contains(part), "rendered page lacks {part:?}:\n{text}");
+    }
+}
+
+#[test]
+fn generate_bash_completion_loads_and_completes() {
+    let script = generated("bash");
+    assert!(script.contains("complete -F _logpipe"), "{script}");
+    assert!(script.contains("--size"), "{script}");
+    assert!(!script.contains("--debug-clock"), "{script}");
+    let env = TestEnv::new();
+    fs::write(env.path("logpipe.bash"), &script).unwrap();
+    // Source it as bash-completion would, then ask it what `--comp<TAB>`
+    // and `--compress <TAB>` complete to.
+    let check = r#"
+        source ./logpipe.bash
+        complete -p logpipe
+        COMP_WORDS=(logpipe --comp); COMP_CWORD=1
+        _logpipe logpipe --comp logpipe
+        echo "options: ${COMPREPLY[*]}"
+        COMP_WORDS=(logpipe --compress ""); COMP_CWORD=2
+        _logpipe logpipe "" --compress
+        echo "values: ${COMPREPLY[*]}"
+    "#;
+    let out = Command::new("bash")
+        .args(["-c", check])
+        .current_dir(env.path(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    for line in [
+        "complete -o bashdefault -o default -o nosort -F _logpipe logpipe",
+        "options: --compress",
+        "values: gzip none",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn generate_zsh_and_fish_completions_name_the_options() {
+    let zsh = generated("zsh");
+    assert!(zsh.starts_with("#compdef logpipe\n"), "{zsh}");
+    assert!(zsh.contains("'--size=["), "{zsh}");
+    let fish = generated("fish");
+    assert!(fish.contains("complete -c logpipe -l size "), "{fish}");
+    for script in [&zsh, &fish] {
+        assert!(script.contains("gzip"), "{script}");
+        assert!(!script.contains("debug-clock"), "{script}");
+    }
+    // Neither shell is needed for the test, but where one is installed,
+    // its parser must accept the script.
+    for (shell, script) in [("zsh", &zsh), ("fish", &fish)] {
+        if !on_path(shell) {
+            continue;
+        }
+        let env = TestEnv::new();
+        fs::write(env.path("script"), script).unwrap();
+        let out = Command::new(shell)
+            .args(["-n", "script"])
+            .current_dir(env.path(""))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell} -n: {out:?}");
+    }
+}
+
+#[test]
+fn generate_with_an_unknown_value_exits_2_naming_it() {
+    let env = TestEnv::new();
+    let out = env.cmd(&["--generate", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: invalid value 'tcsh' for '--generate <WHAT>'\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[possible values: man, bash, zsh, fish]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn generate_into_a_closed_pipe_is_not_an_error() {
+    // `logpipe --generate man | head -1`: the reader going away is the
+    // reader's business.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let env = TestEnv::new();
+    let out = env
+        .cmd(&["--generate", "man"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
 }
