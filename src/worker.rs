@@ -64,6 +64,10 @@ pub struct Worker {
     thread: JoinHandle<()>,
 }
 
+/// The longest a finished segment waits for its fsync while compressions
+/// keep the worker busy.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 /// The first and the longest wait before retrying a failed compression.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -120,6 +124,8 @@ struct State {
     queue: VecDeque<SegmentId>,
     /// Segments finished by the main loop and not fsynced yet.
     unsynced: Vec<SegmentId>,
+    /// When [`State::sync_finished`] last synced a batch.
+    last_sync: Instant,
     hooks: Option<Hooks>,
     /// The compressor, made at the first segment to compress.
     gzip: Option<Gzip>,
@@ -141,6 +147,7 @@ impl State {
             policy,
             queue: VecDeque::new(),
             unsynced: Vec::new(),
+            last_sync: Instant::now(),
             hooks,
             gzip: None,
             retry: None,
@@ -186,11 +193,17 @@ impl State {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            self.sync_finished();
+            // Synced in batches: at once when there is nothing else to do,
+            // at most every SYNC_EVERY while compressions wait, so that a
+            // flood of small segments does not cost three fsyncs each.
+            if self.queue.is_empty() || self.last_sync.elapsed() >= SYNC_EVERY {
+                self.sync_finished();
+            }
             if self.retry.is_none_or(|(at, _)| at <= Instant::now()) {
                 self.process_front();
             }
         }
+        self.sync_finished();
         if let Some(hooks) = self.hooks.take() {
             hooks.finish();
         }
@@ -211,7 +224,7 @@ impl State {
     /// and the directory that holds both names.
     /// This is the fsync of `--fsync rotate`, done here so that the reading
     /// loop never waits for the disk at a rotation; a segment waits at most
-    /// for the compression under way.
+    /// about [`SYNC_EVERY`], or the compression under way.
     ///
     /// Writeback of every file of the batch is started first, so that their
     /// blocks are allocated in one journal transaction and the fsyncs that
@@ -222,6 +235,7 @@ impl State {
         if self.unsynced.is_empty() {
             return;
         }
+        self.last_sync = Instant::now();
         // With compression on, the `.gz` is what gets synced, once it is
         // made; the plain segment only has its writeback started, so that a
         // backlog of segments is not written and waited for twice.
