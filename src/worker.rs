@@ -164,6 +164,9 @@ impl State {
             let retry_at = self.retry.map(|(at, _)| at);
             let due = !self.queue.is_empty() && retry_at.is_none_or(|at| at <= now);
             if !due {
+                // Nothing to compress now: the batch waiting for its fsync
+                // goes first.
+                self.sync_finished();
                 if (stopping || !open) && self.queue.is_empty() {
                     break;
                 }
@@ -193,17 +196,16 @@ impl State {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            // Synced in batches: at once when there is nothing else to do,
-            // at most every SYNC_EVERY while compressions wait, so that a
-            // flood of small segments does not cost three fsyncs each.
-            if self.queue.is_empty() || self.last_sync.elapsed() >= SYNC_EVERY {
+            // Synced in batches: when there is nothing else to do (above),
+            // and at most every SYNC_EVERY while compressions wait, so that
+            // a flood of small segments does not cost three fsyncs each.
+            if self.last_sync.elapsed() >= SYNC_EVERY {
                 self.sync_finished();
             }
             if self.retry.is_none_or(|(at, _)| at <= Instant::now()) {
                 self.process_front();
             }
         }
-        self.sync_finished();
         if let Some(hooks) = self.hooks.take() {
             hooks.finish();
         }
