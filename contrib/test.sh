@@ -13,6 +13,22 @@ cargo build --release --locked || { echo "FAIL contrib: cargo build --release"; 
 LOGPIPE=$PWD/target/release/logpipe
 export LOGPIPE
 
+# `cargo install` puts a working binary, man page generator included,
+# where PATH finds it (into a scratch root, reusing the build above).
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+if cargo install --quiet --locked --path . --root "$root" --target-dir target &&
+    PATH="$root/bin:$PATH" logpipe --version | grep -qx "logpipe $(cargo pkgid | sed 's/.*[#@]//')" &&
+    PATH="$root/bin:$PATH" logpipe --generate man | grep -q '^\.TH LOGPIPE 1' &&
+    seq 1 300000 | PATH="$root/bin:$PATH" logpipe --size 1M "$root/demo/" &&
+    [ "$(cat "$root"/demo/current.*.gz | gzip -dc | cat - "$root/demo/current" | sha256sum)" = \
+      "$(seq 1 300000 | sha256sum)" ]; then
+    echo "PASS install: cargo install --path . gives a logpipe on PATH that runs"
+else
+    echo "FAIL install: cargo install --path . did not give a working logpipe"
+    exit 1
+fi
+
 if [ "$#" -gt 0 ]; then
     recipes=("$@")
 else
