@@ -7,7 +7,7 @@
 #   bash contrib/test.sh              # all recipes
 #   bash contrib/test.sh runit s6     # some of them
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 cargo build --release --locked || { echo "FAIL contrib: cargo build --release"; exit 1; }
 LOGPIPE=$PWD/target/release/logpipe

@@ -17,33 +17,19 @@
 # every logpipe exited 0; no process of the group is left.
 set -euo pipefail
 
-cd "$(dirname "$0")/../.."
-repo=$(pwd)
+name=gunicorn
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
+cd "$repo"
 recipe=$repo/contrib/gunicorn
 
-fail() {
-    echo "FAIL gunicorn: $*"
-    exit 1
-}
-
-need() { # need COMMAND PACKAGE: install PACKAGE with apt-get if COMMAND is missing
-    command -v "$1" >/dev/null && return 0
-    [ "$(id -u)" = 0 ] || fail "could not install $2: $1 is missing and installing it needs root"
-    { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >/dev/null 2>&1 ||
-        fail "could not install $2"
-    command -v "$1" >/dev/null || fail "could not install $2"
-}
 need gunicorn gunicorn
 need wrk wrk
 need gzip gzip
 need setsid util-linux
 need pgrep procps
-
-logpipe=${LOGPIPE:-$repo/target/release/logpipe}
-if [ -z "${LOGPIPE:-}" ] && [ ! -x "$logpipe" ]; then
-    cargo build --release >&2 || fail "cargo build --release failed"
-fi
-[ -x "$logpipe" ] || fail "no logpipe binary at $logpipe"
+find_logpipe
+logpipe=$LOGPIPE
 
 work=$(mktemp -d)
 groups=() # process groups started (each run is a session of its own)
@@ -75,29 +61,11 @@ format='%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" rid=%({x-req
 access_re='^127\.0\.0\.1 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\] "GET / HTTP/1\.1" 200 [0-9]+ "-" "-" rid=[0-9]+-[0-9]+$'
 error_re='^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\] \[[0-9]+\] \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] .+$'
 
-# collate DIR: DIR's finished segments in (date, N) order, decompressed, then
-# its active file.
-collate() {
-    local f
-    for f in $(segments "$1"); do
-        case $f in
-        *.gz) gzip -dc "$1/$f" ;;
-        *) cat "$1/$f" ;;
-        esac
-    done
-    cat "$1/current"
-}
-segments() { # names of DIR's finished segments, in (date, N) order
-    find "$1" -maxdepth 1 -type f -printf '%f\n' |
-        grep -E '^current\.[0-9]{4}-[0-9]{2}-[0-9]{2}\.[0-9]+(\.gz)?$' |
-        sort -t. -k2,2 -k3,3n || :
-}
-
 figures=()
 
-# run_case NAME: start gunicorn and logpipe, load, stop, check.
+# run_case CASE: start gunicorn and logpipe, load, stop, check.
 run_case() {
-    local name=$1 case_dir=$work/$1
+    local case_name=$1 case_dir=$work/$1
     local logs=$case_dir/logs access_dir error_dir nsinks
     mkdir -p "$case_dir"
     cp "$recipe/app.py" "$recipe/run.sh" "$case_dir/"
@@ -116,7 +84,7 @@ EOF
         LOGPIPE=$case_dir/logpipe LOGPIPE_OPTS="--size 64K"
     # Port 0: the kernel picks a free port, gunicorn logs it.
     local gargs=(-w 4 -b 127.0.0.1:0 --access-logformat "$format")
-    case $name in
+    case $case_name in
     one)
         SPLIT=0 setsid ./run.sh "${gargs[@]}" >run.out 2>run.err &
         access_dir=$logs error_dir=$logs nsinks=1
@@ -149,7 +117,7 @@ EOF
     }
     case_fail() {
         context
-        fail "$name: $*"
+        fail "$case_name: $*"
     }
 
     # Ready when gunicorn says where it listens and all 4 workers booted.
@@ -169,7 +137,7 @@ EOF
 
     wrk -t2 -c16 -d5s "http://127.0.0.1:$port/" >"$case_dir/wrk.out" 2>&1 &
     local wrk_pid=$!
-    if [ "$name" = split ]; then
+    if [ "$case_name" = split ]; then
         # A reload under load, through run.sh: new workers, same pipes.
         sleep 2
         kill -HUP "$leader"
@@ -180,7 +148,7 @@ EOF
     [ -n "$wrk_count" ] || case_fail "no request count in wrk's output: $(cat "$case_dir/wrk.out")"
 
     # Graceful stop; the pipeline ends by itself. A watchdog ends a hang.
-    if [ "$name" = one ]; then
+    if [ "$case_name" = one ]; then
         kill -TERM "$leader"
     else
         kill -TERM "$master"
@@ -264,13 +232,13 @@ EOF
     [ "$lines" -ge "$wrk_count" ] || case_fail "wrk counted $wrk_count responses but there are $lines access lines"
     local workers
     workers=$(sed -E 's/.* rid=([0-9]+)-.*/\1/' "$case_dir/access.lines" | sort -u | wc -l)
-    if [ "$name" = split ]; then
+    if [ "$case_name" = split ]; then
         grep -q '\[INFO\] Hang up: Master$' "$case_dir/error.lines" || case_fail "no reload in the error log"
         [ "$workers" -gt 4 ] || case_fail "only $workers workers answered, none after the reload"
     fi
 
-    echo "ok $name: wrk $wrk_count responses, app answered $answered, $lines access lines from $workers workers, $nseg segments"
-    figures+=("$name $answered requests, $lines access lines, $nseg segments")
+    echo "ok $case_name: wrk $wrk_count responses, app answered $answered, $lines access lines from $workers workers, $nseg segments"
+    figures+=("$case_name $answered requests, $lines access lines, $nseg segments")
 }
 
 run_case one
