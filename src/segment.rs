@@ -4,8 +4,9 @@
 //! - a segment is cut only at a line boundary, and a segment that would
 //!   pass the size limit holds exactly one line;
 //! - no segment is ever empty;
-//! - a segment's final name never replaces an existing file: the active file is renamed with
-//!   `renameat2(RENAME_NOREPLACE)`, which fails rather than replace. On a
+//! - a segment's final name never replaces an existing file: the active
+//!   file is renamed with `renameat2(RENAME_NOREPLACE)`, which fails
+//!   rather than replace (the worker fsyncs it afterwards). On a
 //!   filesystem without it, the active file is hard-linked to the name (the
 //!   link fails rather than replace) and then unlinked, as multilog and
 //!   s6-log do; a crash between the two leaves one inode under both names,

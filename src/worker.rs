@@ -2,10 +2,11 @@
 //! compression, the `--on-rotate` hook, and retention, off the reading loop.
 //!
 //! The main loop only sends the id of each segment it finishes. The worker
-//! fsyncs each as soon as it hears of it (with the state file and the
-//! directory, once per batch), then takes them in order: compresses (`X` → `X.gz.tmp`, encoder finished and
-//! checked, fsync, rename to `X.gz`, fsync of the directory, then unlink of
-//! `X`), hands the final path to the hook runner, and applies retention.
+//! fsyncs them in batches soon after (with the state file and the
+//! directory), then takes them in order: compresses (`X` → `X.gz.tmp`,
+//! encoder finished and checked, fsync, rename to `X.gz`, fsync of the
+//! directory, then unlink of `X`), hands the final path to the hook
+//! runner, and applies retention.
 //! When input outruns compression, the backlog waits on disk as plain
 //! segments and only their ids wait here; the reading loop never waits.
 //!
