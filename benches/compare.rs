@@ -41,6 +41,8 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[path = "common/stats.rs"]
+mod stats;
 #[allow(dead_code)]
 #[path = "../tests/util.rs"]
 mod util;
@@ -59,6 +61,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use corpus::Corpus;
+use stats::median;
 
 const SEED: u64 = 0x5eed;
 /// Corpus generation block: the benchmark never holds more than this.
@@ -277,19 +280,14 @@ fn peers(scratch: &Path, mib: u64, runs: usize) -> bool {
         "| sink | MB/s median (min–max) | vs cat | CPU-s per GiB | peak RSS MiB | byte-exact | lines whole | files |"
     );
     println!("|---|---:|---:|---:|---:|---|---|---:|");
-    let cat = median(throughputs(&results[0].0, bytes));
+    let cat = median(&throughputs(&results[0].0, bytes));
     let mut exact = true;
     for (sink, (samples, check)) in PEERS.iter().zip(&results) {
         let mbps = throughputs(samples, bytes);
         let (min, max) = min_max(&mbps);
-        let cpu = median(
-            samples
-                .iter()
-                .map(|s| s.cpu_s / (bytes as f64 / GIB))
-                .collect(),
-        );
+        let cpu = cpu_per_gib(samples, bytes);
         let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
-        let med = median(mbps);
+        let med = median(&mbps);
         println!(
             "| {} | {med:.0} ({min:.0}–{max:.0}) | {:.2} | {cpu:.2} | {:.1} | {} | {} | {} |",
             sink.label,
@@ -324,15 +322,10 @@ fn scaling(scratch: &Path, mib: u64, runs: usize) -> bool {
     let mut exact = true;
     let mut row = |label: &str, sinks: &[Sink], producer: Producer, bytes: u64, sha: &str| {
         let results = rounds(sinks, scratch, &corpus, producer, runs, sha);
-        let cat = median(throughputs(&results[0].0, bytes));
+        let cat = median(&throughputs(&results[0].0, bytes));
         for (sink, (samples, check)) in sinks.iter().zip(&results).skip(1) {
-            let ours = median(throughputs(samples, bytes));
-            let cpu = median(
-                samples
-                    .iter()
-                    .map(|s| s.cpu_s / (bytes as f64 / GIB))
-                    .collect(),
-            );
+            let ours = median(&throughputs(samples, bytes));
+            let cpu = cpu_per_gib(samples, bytes);
             println!(
                 "| {label}{} | {cat:.0} | {ours:.0} | {:.2} | {cpu:.2} | {} |",
                 if sinks.len() > 2 {
@@ -876,22 +869,21 @@ fn seconds(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+/// The median CPU seconds per GiB of input.
+fn cpu_per_gib(samples: &[Sample], bytes: u64) -> f64 {
+    let per_gib: Vec<f64> = samples
+        .iter()
+        .map(|s| s.cpu_s / (bytes as f64 / GIB))
+        .collect();
+    median(&per_gib)
+}
+
 /// Input MB/s of each sample, as the producer saw it.
 fn throughputs(samples: &[Sample], bytes: u64) -> Vec<f64> {
     samples
         .iter()
         .map(|s| bytes as f64 / 1e6 / s.read_s)
         .collect()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 fn min_max(xs: &[f64]) -> (f64, f64) {

@@ -14,6 +14,8 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -23,6 +25,7 @@ use std::time::Instant;
 use logpipe::gzip::Gzip;
 
 use corpus::Corpus;
+use stats::median;
 
 const SEGMENT: usize = 64 << 20;
 
@@ -102,17 +105,6 @@ fn main() {
         );
     }
     let _ = fs::remove_dir_all(&scratch);
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut xs = xs.to_vec();
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 fn min(xs: &[f64]) -> f64 {
