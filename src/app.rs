@@ -94,8 +94,8 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         .for_each(|id| worker.finished(id));
     out.segment.close(out.clock.now())?;
     if !worker.shutdown(args.shutdown_timeout) {
-        eprintln!(
-            "logpipe: warning: compression still running after --shutdown-timeout {}s; the next start finishes it",
+        crate::warning!(
+            "compression still running after --shutdown-timeout {}s; the next start finishes it",
             args.shutdown_timeout.as_secs()
         );
     }
@@ -198,7 +198,7 @@ fn close_input(stdin: File) {
         Ok(null) => unsafe {
             libc::dup2(null.as_raw_fd(), 0);
         },
-        Err(e) => eprintln!("logpipe: warning: unable to close standard input: {e}"),
+        Err(e) => crate::warning!("unable to close standard input: {e}"),
     }
 }
 
@@ -218,7 +218,7 @@ fn local_zone() -> TimeZone {
         return tz;
     }
     TimeZone::try_system().unwrap_or_else(|e| {
-        eprintln!("logpipe: warning: unable to find the local time zone, using UTC: {e}");
+        crate::warning!("unable to find the local time zone, using UTC: {e}");
         TimeZone::UTC
     })
 }

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod diag;
 pub mod gzip;
 pub mod lock;
 pub mod naming;
@@ -18,6 +19,7 @@ pub mod schedule;
 pub mod segment;
 pub mod signals;
 pub mod stamp;
+pub mod sys;
 pub mod target;
 pub mod tee;
 pub mod worker;

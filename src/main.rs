@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` puts the whole chain on one line: what failed, then why.
-            eprintln!("logpipe: {e:#}");
+            logpipe::diag::line(format_args!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -42,7 +42,7 @@ fn print_generated(what: Generate) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("logpipe: unable to write to standard output: {e}");
+            logpipe::diag::line(format_args!("unable to write to standard output: {e}"));
             ExitCode::FAILURE
         }
     }

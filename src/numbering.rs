@@ -93,8 +93,8 @@ impl Numbering {
             }
         }
         if bad_lines > 0 {
-            eprintln!(
-                "logpipe: warning: ignoring {bad_lines} unreadable line(s) in {}",
+            crate::warning!(
+                "ignoring {bad_lines} unreadable line(s) in {}",
                 self.state.display()
             );
         }

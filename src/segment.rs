@@ -140,8 +140,8 @@ impl Segment {
         let mode = options.mode;
         let file = match open_active(&active, mode)? {
             file if is_also_a_segment(&target, &file)? => {
-                eprintln!(
-                    "logpipe: info: removing {}: an interrupted rotation left it as a second name of a finished segment",
+                crate::info!(
+                    "removing {}: an interrupted rotation left it as a second name of a finished segment",
                     active.display()
                 );
                 fs::remove_file(&active)
@@ -235,7 +235,7 @@ impl Segment {
                 && let Err(e) = self.write_rest(now, &mut rest)
                 && self.dropped.is_none()
             {
-                eprintln!("logpipe: dropping input: {e:#}");
+                crate::warning!("dropping input: {e:#}");
             }
             if !rest.is_empty() {
                 let (lines, bytes) = self.dropped.get_or_insert((0, 0));
@@ -258,7 +258,7 @@ impl Segment {
         );
         let marker = format!("{}logpipe: {what}\n", if self.mid_line { "\n" } else { "" });
         self.write_rest(now, &mut marker.as_bytes())?;
-        eprintln!("logpipe: info: writing again; {what}");
+        crate::info!("writing again; {what}");
         self.dropped = None;
         Ok(())
     }
@@ -315,7 +315,7 @@ impl Segment {
             // and try again a second later.
             Err(e) if self.options.drop_when_full => {
                 if self.retry_at.is_none() {
-                    eprintln!("logpipe: warning: {e:#}");
+                    crate::warning!("{e:#}");
                 }
                 self.retry_at = Some(Instant::now() + PAUSE_FIRST);
                 Ok(())
@@ -383,8 +383,8 @@ impl Segment {
             && self.write_marker(now).is_err()
         {
             // No room for the marker: the count must not be lost silently.
-            eprintln!(
-                "logpipe: dropped {lines} lines ({bytes} bytes) while {} was not writable, and could not say so in it",
+            crate::warning!(
+                "dropped {lines} lines ({bytes} bytes) while {} was not writable, and could not say so in it",
                 self.active.display()
             );
         }
@@ -393,7 +393,7 @@ impl Segment {
             if let Err(e) = self.append(now, &mut newline) {
                 // Only possible with --on-full drop: the next start closes
                 // the line.
-                eprintln!("logpipe: warning: {e:#}");
+                crate::warning!("{e:#}");
             }
         }
         self.sync_now();
@@ -443,8 +443,8 @@ impl Segment {
         if self.unsynced_since.take().is_some()
             && let Err(e) = self.file.sync_data()
         {
-            eprintln!(
-                "logpipe: warning: unable to sync {}: {e}; what was written since the last sync may not be on disk",
+            crate::warning!(
+                "unable to sync {}: {e}; what was written since the last sync may not be on disk",
                 self.active.display()
             );
         }
@@ -487,7 +487,7 @@ impl Segment {
             return Err(e);
         }
         let (since, wait) = *self.pausing.get_or_insert_with(|| {
-            eprintln!("logpipe: pausing: {e:#}");
+            crate::warning!("pausing: {e:#}");
             (Instant::now(), PAUSE_FIRST)
         });
         if !pauser.pause(wait) {
@@ -502,8 +502,8 @@ impl Segment {
     /// After a success: says that writing resumed, if it had paused.
     fn resumed(&mut self) {
         if let Some((since, _)) = self.pausing.take() {
-            eprintln!(
-                "logpipe: info: resumed writing {} after {}s",
+            crate::info!(
+                "resumed writing {} after {}s",
                 self.active.display(),
                 since.elapsed().as_secs()
             );
@@ -630,8 +630,8 @@ impl Segment {
             (&*new).write_all(&buf[..n]).with_context(context)?;
             at += n as u64;
         }
-        eprintln!(
-            "logpipe: info: {} was removed while in use; made it again with the {at} bytes it held",
+        crate::info!(
+            "{} was removed while in use; made it again with the {at} bytes it held",
             self.active.display()
         );
         let (new, base) = self.relinking.take().expect("checked just above");

@@ -43,7 +43,7 @@ impl Tee {
         let out = match out {
             Some(Ok(file)) => Some(file),
             Some(Err(e)) => {
-                eprintln!("logpipe: warning: --tee is off: unable to use standard output: {e}");
+                crate::warning!("--tee is off: unable to use standard output: {e}");
                 None
             }
             None => None,
@@ -61,8 +61,8 @@ impl Tee {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if signals.stop_asked() {
-                        eprintln!(
-                            "logpipe: warning: --tee stopped: stopping, and standard output is not being read"
+                        crate::warning!(
+                            "--tee stopped: stopping, and standard output is not being read"
                         );
                         self.out = None;
                         return;
@@ -70,9 +70,7 @@ impl Tee {
                     signals.wait_writable(out.as_fd());
                 }
                 Err(e) => {
-                    eprintln!(
-                        "logpipe: warning: --tee stopped: unable to write standard output: {e}"
-                    );
+                    crate::warning!("--tee stopped: unable to write standard output: {e}");
                     self.out = None;
                     return;
                 }

@@ -84,7 +84,7 @@ impl Worker {
         // left, never one that the main loop is also about to send.
         let mut state = State::new(target, policy);
         if let Err(e) = state.recover() {
-            eprintln!("logpipe: warning: {e:#}");
+            crate::warning!("{e:#}");
         }
         let thread = thread::Builder::new()
             .name("logpipe-worker".into())
@@ -138,9 +138,7 @@ impl State {
     fn new(target: Target, policy: Policy) -> State {
         let hooks = policy.on_rotate.clone().and_then(|command| {
             Hooks::start(command)
-                .map_err(|e| {
-                    eprintln!("logpipe: warning: unable to start the --on-rotate runner: {e}")
-                })
+                .map_err(|e| crate::warning!("unable to start the --on-rotate runner: {e}"))
                 .ok()
         });
         State {
@@ -260,20 +258,17 @@ impl State {
                 }
                 // Moved away already (a shipper): no longer ours to sync.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => eprintln!("logpipe: warning: unable to sync {}: {e}", path.display()),
+                Err(e) => crate::warning!("unable to sync {}: {e}", path.display()),
             }
         }
         for (file, path) in files {
             if let Err(e) = file.sync_data() {
-                eprintln!("logpipe: warning: unable to sync {}: {e}", path.display());
+                crate::warning!("unable to sync {}: {e}", path.display());
             }
         }
         let dir = &self.target.dir;
         if let Err(e) = File::open(dir).and_then(|dir| dir.sync_all()) {
-            eprintln!(
-                "logpipe: warning: unable to sync directory {}: {e}",
-                dir.display()
-            );
+            crate::warning!("unable to sync directory {}: {e}", dir.display());
         }
     }
 
@@ -295,7 +290,7 @@ impl State {
                 let wait = self
                     .retry
                     .map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
-                eprintln!("logpipe: warning: {e:#}; retrying in {}s", wait.as_secs());
+                crate::warning!("{e:#}; retrying in {}s", wait.as_secs());
                 self.retry = Some((Instant::now() + wait, wait));
             }
         }
@@ -373,12 +368,12 @@ impl State {
                     && matches!(suffix.as_slice(), b"" | b".gz")
                     && let Err(e) = remove(path)
                 {
-                    eprintln!("logpipe: warning: {e:#}");
+                    crate::warning!("{e:#}");
                 }
             }
         });
         if let Err(e) = result {
-            eprintln!("logpipe: warning: {e:#}");
+            crate::warning!("{e:#}");
         }
     }
 
@@ -495,10 +490,7 @@ impl Hooks {
             .spawn(move || {
                 for path in rx {
                     if let Err(e) = run_hook(&command, &path) {
-                        eprintln!(
-                            "logpipe: warning: --on-rotate for {}: {e:#}",
-                            path.display()
-                        );
+                        crate::warning!("--on-rotate for {}: {e:#}", path.display());
                     }
                 }
             })?;

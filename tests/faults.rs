@@ -154,7 +154,7 @@ fn a_full_disk_pauses_and_resumes_without_loss() {
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
         lines[0].starts_with(
-            "logpipe: pausing: unable to write mnt/out/current: No space left on device"
+            "logpipe: warning: pausing: unable to write mnt/out/current: No space left on device"
         ),
         "{stderr}"
     );
@@ -642,7 +642,7 @@ fn on_full_drop_counts_exactly_and_never_blocks() {
     let stderr = stderr.lock().unwrap().clone();
     assert!(
         stderr.starts_with(
-            "logpipe: dropping input: unable to write mnt/out/current: No space left on device"
+            "logpipe: warning: dropping input: unable to write mnt/out/current: No space left on device"
         ),
         "{stderr}"
     );
@@ -760,7 +760,7 @@ fn a_read_only_directory_pauses_without_spinning() {
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
         lines[0].starts_with(
-            "logpipe: pausing: unable to write out/current.state: Read-only file system"
+            "logpipe: warning: pausing: unable to write out/current.state: Read-only file system"
         ),
         "{stderr}"
     );
