@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod diag;
 pub mod gzip;
+pub mod inventory;
 pub mod lock;
 pub mod naming;
 pub mod numbering;
