@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use logpipe::reader::{BUFFER_SIZE, Input, LineReader};
-use logpipe::segment::{Step, next_step};
+use logpipe::rules::{Step, next_step};
 use logpipe::stamp::{Format, Stamper};
 
 use corpus::Corpus;
@@ -85,7 +85,7 @@ fn size_cut(c: &mut Criterion) {
     ] {
         group.bench_function(label, |b| {
             b.iter(|| {
-                // The read buffer's runs, cut as Segment::write cuts them.
+                // The read buffer's runs, cut as Sink::write cuts them.
                 let (mut written, mut rolls) = (0u64, 0u32);
                 for run in &runs {
                     let mut rest = *run;

@@ -5,22 +5,25 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use memchr::memchr;
 
-use crate::cli::{Args, Compress, OnFull};
+use crate::cli::{self, Args, Compress};
 use crate::clock::Clock;
 use crate::lock;
 use crate::numbering::Numbering;
+use crate::onfull::OnFull;
 use crate::reader::{Input, LineReader};
 use crate::retention::Retention;
 use crate::schedule::Schedule;
-use crate::segment::{Options, Segment};
 use crate::signals::{self, Signals};
+use crate::sink::{Options, Sink};
 use crate::stamp::Stamper;
+use crate::sys::{self, Dir, Kind};
 use crate::target::Target;
 use crate::tee::Tee;
 use crate::worker::{Policy, Worker};
@@ -38,8 +41,15 @@ const MAX_WAIT_MS: i64 = 1000;
 /// Runs logpipe with parsed arguments until end of input.
 pub fn run(args: Args, target: Target) -> Result<()> {
     target.create_dir(args.dir_mode)?;
-    let _lock = lock::acquire(&target.lock(), args.mode)?;
-    let numbering = Numbering::load(&target, args.mode)?;
+    // The directory is opened once, here: a symlinked TARGET directory is
+    // resolved now, and every file below is named relative to it.
+    let dir = Arc::new(
+        Dir::open(&target.dir)
+            .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
+    );
+    refuse_special_active(&dir, &target)?;
+    let lock = lock::acquire(&dir, &target, args.mode)?;
+    let numbering = Numbering::load(dir.clone(), &target, args.mode)?;
     let tz = if args.utc {
         TimeZone::UTC
     } else {
@@ -51,7 +61,6 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         mode: args.mode,
         schedule: Schedule::new(args.every, tz.clone()),
         fsync: args.fsync,
-        drop_when_full: args.on_full == OnFull::Drop,
         dir_mode: args.dir_mode,
     };
     let policy = Policy {
@@ -64,15 +73,24 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         },
         on_rotate: args.on_rotate.clone(),
     };
-    let mut segment = Segment::open(target.clone(), numbering, options, clock.now())?;
-    let worker = Worker::start(target, policy)?;
     let signals = Rc::new(Signals::install()?);
-    if args.on_full == OnFull::Block {
-        segment.set_pauser(signals.clone());
-    }
+    let on_full = match args.on_full {
+        cli::OnFull::Block => OnFull::block(signals.clone()),
+        cli::OnFull::Drop => OnFull::drop_input(),
+    };
+    let sink = Sink::open(
+        dir.clone(),
+        target.clone(),
+        lock,
+        numbering,
+        options,
+        on_full,
+        clock.now(),
+    )?;
+    let worker = Worker::start(target, policy)?;
     let mut out = Output {
         clock,
-        segment,
+        sink,
         stamper: args
             .timestamp
             .map(|format| Stamper::new(format, tz, args.utc)),
@@ -86,27 +104,41 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     close_input(stdin);
     if let Err(e) = pumped {
         // What was written stays; make it durable before saying why not all.
-        out.segment.sync_now();
+        out.sink.sync_now();
         return Err(e);
     }
-    out.segment
-        .take_finished()
-        .for_each(|id| worker.finished(id));
-    out.segment.close(out.clock.now())?;
+    out.sink.take_finished().for_each(|id| worker.finished(id));
+    let closed = out.sink.close(out.clock.now());
     if !worker.shutdown(args.shutdown_timeout) {
         crate::warning!(
             "compression still running after --shutdown-timeout {}s; the next start finishes it",
             args.shutdown_timeout.as_secs()
         );
     }
-    Ok(())
+    closed
+}
+
+/// Refuses, before anything is created or read, an active file that
+/// exists and is not a regular file: a device, FIFO, socket, directory or
+/// symbolic link under the active name is never written, renamed or
+/// replaced.
+fn refuse_special_active(dir: &Dir, target: &Target) -> Result<()> {
+    let path = target.active();
+    let meta = dir
+        .stat(&target.name)
+        .with_context(|| format!("unable to open {}", path.display()))?;
+    match meta {
+        Some(meta) if meta.kind != Kind::Regular => Err(sys::refused(meta.kind))
+            .with_context(|| format!("unable to open {}", path.display())),
+        _ => Ok(()),
+    }
 }
 
 /// Where input goes: the clock that dates it, the active file, and the
 /// optional stamper and copy to standard output.
 struct Output {
     clock: Clock,
-    segment: Segment,
+    sink: Sink,
     stamper: Option<Stamper>,
     tee: Tee,
     signals: Rc<Signals>,
@@ -116,7 +148,7 @@ impl Output {
     /// Writes one run of input to the active file (through the stamper when
     /// timestamps are on), then copies it to standard output with `--tee`.
     fn write(&mut self, run: &[u8]) -> Result<()> {
-        write_run(&mut self.clock, &mut self.segment, &mut self.stamper, run)?;
+        write_run(&mut self.clock, &mut self.sink, &mut self.stamper, run)?;
         self.tee.copy(run, &self.signals);
         Ok(())
     }
@@ -132,19 +164,17 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
     loop {
         let now = out.clock.now();
         if out.signals.take_roll() {
-            out.segment.ask_roll();
+            out.sink.ask_roll();
         }
         if out.signals.take_reopen() {
-            out.segment.ask_reopen();
+            out.sink.ask_reopen();
         }
-        out.segment.tick(now)?;
-        out.segment
-            .take_finished()
-            .for_each(|id| worker.finished(id));
+        out.sink.tick(now)?;
+        out.sink.take_finished().for_each(|id| worker.finished(id));
         if out.signals.stop_asked() {
             return write_available(stdin, &mut reader, out);
         }
-        let timeout = wait_ms(now, out.segment.wake_at());
+        let timeout = wait_ms(now, out.sink.wake_at());
         let ready = signals::wait(stdin.as_fd(), &out.signals, timeout)
             .context("unable to wait for standard input")?;
         if ready.signal {
@@ -241,12 +271,12 @@ fn wait_ms(now: Timestamp, wake_at: Option<Timestamp>) -> i32 {
 /// a boundary between any two lines.
 fn write_run(
     clock: &mut Clock,
-    segment: &mut Segment,
+    sink: &mut Sink,
     stamper: &mut Option<Stamper>,
     run: &[u8],
 ) -> Result<()> {
     if !clock.is_manual() {
-        return write_lines(clock.now(), segment, stamper, run);
+        return write_lines(clock.now(), sink, stamper, run);
     }
     let (mut pos, mut unwritten) = (0, 0);
     while pos < run.len() {
@@ -255,25 +285,25 @@ fn write_run(
         // The lines before a control line were read before the clock moved.
         let before = clock.now();
         if clock.control(line.strip_suffix(b"\n").unwrap_or(line)) {
-            write_lines(before, segment, stamper, &run[unwritten..pos])?;
-            segment.tick(clock.now())?;
+            write_lines(before, sink, stamper, &run[unwritten..pos])?;
+            sink.tick(clock.now())?;
             unwritten = end;
         }
         pos = end;
     }
-    write_lines(clock.now(), segment, stamper, &run[unwritten..])
+    write_lines(clock.now(), sink, stamper, &run[unwritten..])
 }
 
 fn write_lines(
     now: Timestamp,
-    segment: &mut Segment,
+    sink: &mut Sink,
     stamper: &mut Option<Stamper>,
     bytes: &[u8],
 ) -> Result<()> {
     match stamper {
         _ if bytes.is_empty() => Ok(()),
-        Some(stamper) => stamper.stamp(now, bytes, |out| segment.write(now, out)),
-        None => segment.write(now, bytes),
+        Some(stamper) => stamper.stamp(now, bytes, |out| sink.write(now, out)),
+        None => sink.write(now, bytes),
     }
 }
 

@@ -5,12 +5,13 @@
 //! crash never blocks the next start. The holder writes its pid into the
 //! file so that a refused second instance can name it.
 
-use std::fs::{File, OpenOptions, Permissions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+
+use crate::sys::{self, Access, Dir};
+use crate::target::Target;
 
 /// Held for as long as logpipe writes the target; released on drop or
 /// process exit.
@@ -19,16 +20,38 @@ pub struct Lock {
     _file: File,
 }
 
-/// Takes the lock at `path`, or fails naming the process that holds it.
-pub fn acquire(path: &Path, mode: u32) -> Result<Lock> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("unable to open lock file {}", path.display()))?;
+/// Takes the lock of `target` in `dir`, or fails naming the process that
+/// holds it.
+///
+/// The lock file is created with `mode` if missing. An existing one is
+/// used only if it is a regular file that logpipe could have made (owned
+/// by the user logpipe runs as, with no other name): it is truncated to
+/// write the pid, and a file planted in its place (a symbolic link to
+/// `/etc/shadow`, a hard link, a stranger's file) must not be.
+pub fn acquire(dir: &Dir, target: &Target, mode: u32) -> Result<Lock> {
+    let path = target.lock();
+    let context = || format!("unable to lock {}", path.display());
+    let (mut file, created) = dir
+        .open_or_create(&target.lock_name(), mode, Access::ReadWrite)
+        .with_context(context)?;
+    if !created {
+        let meta = sys::meta(&file).with_context(context)?;
+        if meta.nlink > 1 {
+            bail!(
+                "unable to lock {}: it has {} names (a hard link to another file); remove it if it is a leftover",
+                path.display(),
+                meta.nlink
+            );
+        }
+        if meta.uid != sys::euid() {
+            bail!(
+                "unable to lock {}: owned by uid {}, not by uid {} that logpipe runs as; remove it if it is a leftover",
+                path.display(),
+                meta.uid,
+                sys::euid()
+            );
+        }
+    }
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -44,12 +67,9 @@ pub fn acquire(path: &Path, mode: u32) -> Result<Lock> {
                 path.display()
             );
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("unable to lock {}", path.display()));
-        }
+        Err(TryLockError::Error(e)) => return Err(e).with_context(context),
     }
     let mut record = || -> std::io::Result<()> {
-        file.set_permissions(Permissions::from_mode(mode))?;
         file.set_len(0)?;
         file.rewind()?;
         file.write_all(format!("{}\n", std::process::id()).as_bytes())
@@ -64,16 +84,17 @@ mod tests {
 
     #[test]
     fn second_lock_names_the_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("current.lock");
-        let held = acquire(&path, 0o640).unwrap();
-        let err = acquire(&path, 0o640).unwrap_err();
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Target::resolve(&tmp.path().join("current"), None).unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let held = acquire(&dir, &target, 0o640).unwrap();
+        let err = acquire(&dir, &target, 0o640).unwrap_err();
         let message = format!("{err:#}");
         assert!(
             message.contains(&format!("held by pid {}", std::process::id())),
             "{message}"
         );
         drop(held);
-        acquire(&path, 0o640).expect("lock is free again once dropped");
+        acquire(&dir, &target, 0o640).expect("lock is free again once dropped");
     }
 }

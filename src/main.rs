@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Ok(target) => target,
         Err(e) => Args::command().error(ErrorKind::ArgumentConflict, e).exit(),
     };
+    if let Err(e) = target.check_name_fits() {
+        Args::command().error(ErrorKind::InvalidValue, e).exit();
+    }
     match logpipe::app::run(args, target) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

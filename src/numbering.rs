@@ -15,16 +15,19 @@
 //! segment, off the reading loop.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use jiff::civil::Date;
 
+use crate::inventory;
 use crate::naming::{self, SegmentId};
+use crate::sys::{self, Access, Dir};
 use crate::target::Target;
 
 /// How many dates the state file remembers. Dates only come back after a
@@ -39,10 +42,27 @@ const REMEMBERED_DATES: usize = 366;
 /// replaces the file through a temporary and a rename.
 const IN_PLACE_MAX: usize = 4096;
 
+/// Every number of a date is used (u64::MAX of them, or a state file that
+/// says so): no wait makes one free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoNumberLeft(pub Date);
+
+impl std::fmt::Display for NoNumberLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no segment number left for {}", self.0)
+    }
+}
+
+impl std::error::Error for NoNumberLeft {}
+
 /// The highest segment number used per date on one target.
 #[derive(Debug)]
 pub struct Numbering {
     highest: BTreeMap<Date, u64>,
+    /// The target's directory, where the state file lives.
+    dir: Arc<Dir>,
+    /// The state file's name in `dir`, and its path for messages.
+    name: OsString,
     state: PathBuf,
     /// Permission bits of the state file.
     mode: u32,
@@ -55,36 +75,42 @@ impl Numbering {
     /// its directory. A missing state file is an empty one; lines that do
     /// not parse are reported once and ignored. The state file, when
     /// written, gets permission bits `mode`.
-    pub fn load(target: &Target, mode: u32) -> Result<Numbering> {
-        let state = target.state();
+    pub fn load(dir: Arc<Dir>, target: &Target, mode: u32) -> Result<Numbering> {
         let mut numbering = Numbering {
             highest: BTreeMap::new(),
-            state,
+            dir,
+            name: target.state_name(),
+            state: target.state(),
             mode,
             open: None,
         };
         numbering.read_state()?;
-        let entries = fs::read_dir(&target.dir)
+        let entries = inventory::scan(&numbering.dir, &target.name)
             .with_context(|| format!("unable to list {}", target.dir.display()))?;
-        let active = target.name.as_bytes();
         for entry in entries {
-            let entry =
-                entry.with_context(|| format!("unable to list {}", target.dir.display()))?;
-            if let Some((id, _suffix)) = naming::parse(active, entry.file_name().as_bytes()) {
-                numbering.note(id);
-            }
+            numbering.note(entry.id);
         }
         Ok(numbering)
     }
 
+    /// Goes on in `dir`, the target's directory made again after it was
+    /// removed (with the state file in it).
+    pub fn moved(&mut self, dir: Arc<Dir>) {
+        self.dir = dir;
+        self.open = None;
+    }
+
     fn read_state(&mut self) -> Result<()> {
-        let text = match fs::read(&self.state) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(e).with_context(|| format!("unable to read {}", self.state.display()));
+        let context = || format!("unable to read {}", self.state.display());
+        let mut text = Vec::new();
+        match self.dir.open_file(&self.name, Access::Read) {
+            Ok(mut file) => {
+                check_ours(&file).with_context(context)?;
+                file.read_to_end(&mut text).with_context(context)?;
             }
-        };
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(context),
+        }
         let mut bad_lines = 0;
         for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
             match naming::parse_id(line) {
@@ -120,9 +146,7 @@ impl Numbering {
         // write (a full disk) costs no number.
         let mut highest = self.highest.clone();
         let n = highest.entry(date).or_insert(0);
-        *n = n
-            .checked_add(1)
-            .with_context(|| format!("no segment number left for {date}"))?;
+        *n = n.checked_add(1).ok_or(NoNumberLeft(date))?;
         let id = SegmentId { date, n: *n };
         // Forget the oldest dates, but never the one just taken, even when a
         // clock step made it the oldest.
@@ -159,20 +183,20 @@ impl Numbering {
     fn write_in_place(&mut self, mut text: Vec<u8>) -> io::Result<()> {
         // A state file removed or replaced from outside is opened anew.
         if let Some((file, _)) = &self.open
-            && file.metadata()?.nlink() == 0
+            && sys::meta(file)?.nlink == 0
         {
             self.open = None;
         }
         let (file, len) = match &mut self.open {
             Some(open) => open,
             None => {
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.state)?;
-                file.set_permissions(fs::Permissions::from_mode(self.mode))?;
-                let len = file.metadata()?.len();
+                let (file, created) =
+                    self.dir
+                        .open_or_create(&self.name, self.mode, Access::ReadWrite)?;
+                if !created {
+                    check_ours(&file)?;
+                }
+                let len = sys::meta(&file)?.len;
                 self.open.insert((file, len))
             }
         };
@@ -190,36 +214,60 @@ impl Numbering {
         Ok(())
     }
 
-    /// Replaces the state file atomically: a temporary, then a rename.
+    /// Replaces the state file atomically: a new temporary (never one that
+    /// exists: a stale one of ours is removed first, anything else there
+    /// makes this fail), then a rename over the state file, which is ours.
     fn replace(&self, text: &[u8]) -> io::Result<()> {
-        let mut tmp = self.state.clone().into_os_string();
+        let mut tmp = self.name.clone();
         tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+        self.dir.remove_ours(&tmp)?;
+        let mut file = self.dir.create_new(&tmp, self.mode, Access::ReadWrite)?;
         file.write_all(text)?;
-        fs::rename(&tmp, &self.state)
+        drop(file);
+        self.dir.rename(&tmp, &self.name)
     }
+}
+
+/// An existing state file is rewritten in place, so it must be one logpipe
+/// could have made: not a hard link to some other file, not a stranger's.
+fn check_ours(file: &File) -> io::Result<()> {
+    let meta = sys::meta(file)?;
+    if meta.nlink > 1 {
+        return Err(io::Error::other(format!(
+            "it has {} names (a hard link to another file)",
+            meta.nlink
+        )));
+    }
+    if meta.uid != sys::euid() {
+        return Err(io::Error::other(format!(
+            "owned by uid {}, not by uid {} that logpipe runs as",
+            meta.uid,
+            sys::euid()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use jiff::civil::date;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
     fn target(dir: &Path) -> Target {
         Target::resolve(&dir.join("app.log"), None).unwrap()
     }
 
+    fn load(t: &Target) -> Numbering {
+        Numbering::load(Arc::new(Dir::open(&t.dir).unwrap()), t, 0o640).unwrap()
+    }
+
     #[test]
     fn empty_directory_starts_at_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut numbering = Numbering::load(&target(dir.path()), 0o640).unwrap();
+        let mut numbering = load(&target(dir.path()));
         let day = date(2026, 11, 21);
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 1 });
         assert_eq!(numbering.take(day).unwrap(), SegmentId { date: day, n: 2 });
@@ -241,7 +289,7 @@ mod tests {
         ] {
             fs::write(dir.path().join(name), "").unwrap();
         }
-        let mut numbering = Numbering::load(&target(dir.path()), 0o640).unwrap();
+        let mut numbering = load(&target(dir.path()));
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 6);
     }
 
@@ -250,12 +298,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
         let day = date(2026, 11, 21);
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         for _ in 0..4 {
             numbering.take(day).unwrap();
         }
         // No segment exists on disk, yet the numbers are remembered.
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         assert_eq!(numbering.take(day).unwrap().n, 5);
         assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.5\n");
     }
@@ -267,7 +315,7 @@ mod tests {
         // A longer text from an earlier run: padded over, never left behind.
         fs::write(t.state(), "2026-11-20.123456\n2026-11-21.2\n").unwrap();
         let inode = fs::metadata(t.state()).unwrap().ino();
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         numbering.forget_before(date(2026, 11, 21));
         numbering.take(date(2026, 11, 21)).unwrap();
         assert_eq!(fs::metadata(t.state()).unwrap().ino(), inode);
@@ -277,7 +325,7 @@ mod tests {
         fs::remove_file(t.state()).unwrap();
         numbering.take(date(2026, 11, 21)).unwrap();
         assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.4\n");
-        let mut reloaded = Numbering::load(&t, 0o640).unwrap();
+        let mut reloaded = load(&t);
         assert_eq!(reloaded.take(date(2026, 11, 21)).unwrap().n, 5);
     }
 
@@ -290,7 +338,7 @@ mod tests {
             "garbage\n2026-11-21.7\n2026-11-21\n2026-02-30.4\n2026-11-21.8x\n",
         )
         .unwrap();
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 8);
     }
 
@@ -299,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
         fs::write(t.state(), format!("2026-11-21.{}\n", u64::MAX)).unwrap();
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         let err = numbering.take(date(2026, 11, 21)).unwrap_err();
         assert_eq!(format!("{err:#}"), "no segment number left for 2026-11-21");
     }
@@ -308,7 +356,7 @@ mod tests {
     fn state_file_keeps_recent_dates_only() {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
-        let mut numbering = Numbering::load(&t, 0o640).unwrap();
+        let mut numbering = load(&t);
         let first = date(2020, 1, 1);
         for days in 0..400 {
             numbering
@@ -323,7 +371,7 @@ mod tests {
         let past = date(2010, 1, 1);
         assert_eq!(numbering.take(past).unwrap().n, 1);
         assert_eq!(numbering.take(past).unwrap().n, 2);
-        let mut reloaded = Numbering::load(&t, 0o640).unwrap();
+        let mut reloaded = load(&t);
         assert_eq!(reloaded.take(past).unwrap().n, 3);
     }
 }

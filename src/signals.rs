@@ -134,7 +134,7 @@ impl Signals {
     }
 }
 
-impl crate::segment::Pause for Signals {
+impl crate::onfull::Pause for Signals {
     fn pause(&self, wait: Duration) -> bool {
         Signals::pause(self, wait)
     }

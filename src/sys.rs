@@ -125,9 +125,22 @@ pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// An error that names why a file was refused (`is a symbolic link`).
+/// A file refused for its kind: a symbolic link, or not a regular file.
+/// No retry changes that, so it stops logpipe where it must write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub Kind);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.refusal())
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// An error that says why a file was refused (`is a symbolic link`).
 pub fn refused(kind: Kind) -> io::Error {
-    io::Error::other(kind.refusal())
+    io::Error::other(Refused(kind))
 }
 
 /// `fstat` of an open file.
@@ -281,6 +294,12 @@ impl Dir {
             ) => self.link_then_unlink(from, to),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Renames `from` to `to`, replacing `to` (only the name: a symbolic
+    /// link there is replaced, not followed). For logpipe's own files only.
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::renameat(&self.fd, from, &self.fd, to)?)
     }
 
     /// The portable rename without replacing: link, then unlink.

@@ -117,10 +117,55 @@ impl Target {
         self.sibling(&format!(".{id}"))
     }
 
+    /// The lock file's name within `dir`.
+    pub fn lock_name(&self) -> OsString {
+        self.sibling_name(".lock")
+    }
+
+    /// The state file's name within `dir`.
+    pub fn state_name(&self) -> OsString {
+        self.sibling_name(".state")
+    }
+
+    /// The name of a finished, uncompressed segment within `dir`.
+    pub fn segment_name(&self, id: SegmentId) -> OsString {
+        self.sibling_name(&format!(".{id}"))
+    }
+
+    /// `name` within `dir`, as a path for messages.
+    pub fn path_of(&self, name: &OsStr) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The longest suffix logpipe puts after the active file's name:
+    /// `.YYYY-MM-DD.N.gz.tmp` with N as long as a u64 gets.
+    pub const LONGEST_SUFFIX: usize = ".2026-11-21.".len() + 20 + ".gz.tmp".len();
+
+    /// Checks that every name logpipe may give a file of this target fits
+    /// in a file name (255 bytes on Linux filesystems): a name that cannot
+    /// fit would fail at the first rotation, hours into the run.
+    pub fn check_name_fits(&self) -> Result<(), String> {
+        const NAME_MAX: usize = 255;
+        let len = self.name.len();
+        if len + Self::LONGEST_SUFFIX > NAME_MAX {
+            return Err(format!(
+                "the active file name '{}' is {len} bytes long; with a segment suffix (up to {} bytes) it would not fit in a file name ({NAME_MAX} bytes): use at most {} bytes",
+                self.name.to_string_lossy(),
+                Self::LONGEST_SUFFIX,
+                NAME_MAX - Self::LONGEST_SUFFIX
+            ));
+        }
+        Ok(())
+    }
+
     fn sibling(&self, suffix: &str) -> PathBuf {
+        self.dir.join(self.sibling_name(suffix))
+    }
+
+    fn sibling_name(&self, suffix: &str) -> OsString {
         let mut name = self.name.clone().into_vec();
         name.extend_from_slice(suffix.as_bytes());
-        self.dir.join(OsStr::from_bytes(&name))
+        OsString::from_vec(name)
     }
 }
 

@@ -175,9 +175,8 @@ fn a_directory_without_write_permission_is_one_line_and_exit_1() {
     });
     assert_eq!(run.status.code(), Some(1), "{describe}: {run:?}");
     assert!(
-        run.stderr.starts_with(
-            "logpipe: unable to open lock file locked/app.log.lock: Permission denied"
-        ),
+        run.stderr
+            .starts_with("logpipe: unable to lock locked/app.log.lock: Permission denied"),
         "{}",
         run.stderr
     );

@@ -697,7 +697,8 @@ fn a_removed_directory_is_made_again_without_loss() {
     assert_eq!(
         stderr,
         format!(
-            "logpipe: info: logs/out/current was removed while in use; made it again with the {} bytes it held\n",
+            "logpipe: info: directory logs/out/ was removed while in use; made it again, and locked it\n\
+         logpipe: info: logs/out/current was removed while in use; made it again with the {} bytes it held\n",
             all.len()
         )
     );
@@ -716,8 +717,8 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// The target directory made read-only under a running logpipe (a
-/// read-only bind mount over it, since root ignores permission bits): the
+/// The target directory made unwritable under a running logpipe (made
+/// immutable, since root ignores permission bits): the
 /// next rotation pauses without spinning (CPU near zero), and everything
 /// resumes without loss once it is writable again.
 #[test]
@@ -734,8 +735,7 @@ fn a_read_only_directory_pauses_without_spinning() {
     env.wait_until("the first lines", Duration::from_secs(30), || {
         fs::read(env.path("out/current")).is_ok_and(|b| b == first)
     });
-    let out = env.path("out");
-    let read_only = BindMount::read_only(&out);
+    let read_only = Immutable::set(&env.path("out"));
     // Enough for a rotation, which needs to write in the directory.
     let second = numbered(100, 1000);
     stdin.write_all(&second).unwrap();
@@ -759,9 +759,8 @@ fn a_read_only_directory_pauses_without_spinning() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
-        lines[0].starts_with(
-            "logpipe: warning: pausing: unable to write out/current.state: Read-only file system"
-        ),
+        lines[0]
+            .starts_with("logpipe: warning: pausing: unable to write out/current.state: Operation not permitted"),
         "{stderr}"
     );
     assert!(
@@ -771,28 +770,29 @@ fn a_read_only_directory_pauses_without_spinning() {
 }
 
 /// A bind mount, unmounted when dropped.
-struct BindMount(PathBuf);
+struct Immutable(PathBuf);
 
-impl BindMount {
-    /// Mounts `dir` over itself, read-only: root is refused writes there
-    /// too, which permission bits cannot do.
-    fn read_only(dir: &Path) -> BindMount {
-        for args in [&["--bind"][..], &["-o", "remount,bind,ro"]] {
-            let status = Command::new("mount")
-                .args(args)
-                .arg(dir)
-                .arg(dir)
-                .status()
-                .unwrap();
-            assert!(status.success(), "mount {args:?}: {status}");
-        }
-        BindMount(dir.to_path_buf())
+impl Immutable {
+    /// Makes the directory `dir` immutable (`chattr +i`): no name can be
+    /// added, removed or renamed in it, by root either, through any
+    /// descriptor. (A read-only bind mount over the path would not reach
+    /// the directory descriptor logpipe opened at start, and a file system
+    /// with a file open for writing cannot be remounted read-only.)
+    fn set(dir: &Path) -> Immutable {
+        ensure_program("chattr", "e2fsprogs");
+        let status = Command::new("chattr").arg("+i").arg(dir).status().unwrap();
+        assert!(
+            status.success(),
+            "chattr +i {}: {status} (the test directory must be on a file system with attributes, such as ext4)",
+            dir.display()
+        );
+        Immutable(dir.to_path_buf())
     }
 }
 
-impl Drop for BindMount {
+impl Drop for Immutable {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
     }
 }
 
@@ -886,7 +886,7 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
     env.wait_until("the active file", Duration::from_secs(30), || {
         out.join("current").exists()
     });
-    let read_only = BindMount::read_only(&out);
+    let read_only = Immutable::set(&out);
     let line = numbered(0, 1);
     stdin.write_all(&line).unwrap();
     env.wait_until("the failed rotation", Duration::from_secs(30), || {
@@ -910,9 +910,7 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
     let stderr = stderr.lock().unwrap().clone();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(
-            "logpipe: warning: unable to write out/current.state: Read-only file system"
-        ),
+        stderr.starts_with("logpipe: warning: unable to write out/current.state: Operation not permitted"),
         "{stderr}"
     );
 }

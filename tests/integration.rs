@@ -9,6 +9,7 @@ mod hostile;
 mod memory;
 mod naming;
 mod retention;
+mod rootsafe;
 mod size;
 mod stamp;
 mod time;

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 
 use libfuzzer_sys::fuzz_target;
 use logpipe::reader::{Input, LineReader};
-use logpipe::segment::{Step, next_step};
+use logpipe::rules::{Step, next_step};
 
 /// A source that returns reads of the sizes it is given, in turn.
 struct Chunks<'a> {

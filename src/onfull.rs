@@ -1,0 +1,208 @@
+//! What happens while writes fail (`--on-full`): pause and retry, so
+//! back-pressure reaches the producer through the pipe (`block`), or
+//! discard and count, so the producer never waits (`drop`).
+//!
+//! Some failures are not a full disk and no wait would cure them: a name
+//! too long for the filesystem, no segment number left, a file planted
+//! where logpipe must create one. Those stop logpipe under either policy
+//! ([`is_permanent`]).
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::numbering::NoNumberLeft;
+use crate::sys::Refused;
+
+/// How a blocking sink waits between attempts. The main loop's signals
+/// provide it, so that SIGTERM cuts a wait short.
+pub trait Pause: std::fmt::Debug {
+    /// Waits for `wait`; returns false if logpipe is to stop instead.
+    fn pause(&self, wait: Duration) -> bool;
+}
+
+/// The first and the longest wait between attempts after a failure.
+pub const PAUSE_FIRST: Duration = Duration::from_secs(1);
+const PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// The policy and its state.
+#[derive(Debug)]
+pub enum OnFull {
+    /// Pause and retry, from exactly where the write stopped.
+    Block {
+        pauser: Rc<dyn Pause>,
+        /// Since when, and how long the next wait is, while writes fail.
+        pausing: Option<(Instant, Duration)>,
+        /// Asked to stop while writes were failing: one last attempt was
+        /// made.
+        stopping: bool,
+    },
+    /// Discard what cannot be written, count it, and say so in a marker
+    /// line once writes work again.
+    Drop {
+        /// Lines and bytes dropped since writes began to fail.
+        dropped: Option<(u64, u64)>,
+        /// A failed step of the tick was reported and is tried again at
+        /// this instant.
+        retry_at: Option<Instant>,
+    },
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Try again now (a pause has passed).
+    Retry,
+    /// Give up with the error.
+    Fail,
+}
+
+impl OnFull {
+    /// `--on-full block`.
+    pub fn block(pauser: Rc<dyn Pause>) -> OnFull {
+        OnFull::Block {
+            pauser,
+            pausing: None,
+            stopping: false,
+        }
+    }
+
+    /// `--on-full drop`.
+    pub fn drop_input() -> OnFull {
+        OnFull::Drop {
+            dropped: None,
+            retry_at: None,
+        }
+    }
+
+    pub fn is_drop(&self) -> bool {
+        matches!(self, OnFull::Drop { .. })
+    }
+
+    /// After a failed operation: with `block`, says so once, waits (1 s,
+    /// doubling up to 30 s) and asks for a retry; after a stop was asked
+    /// for, allows one last attempt. With `drop`, or for an error no wait
+    /// can cure, gives up.
+    pub fn after_failure(&mut self, e: &anyhow::Error) -> Next {
+        if is_permanent(e) {
+            return Next::Fail;
+        }
+        let OnFull::Block {
+            pauser,
+            pausing,
+            stopping,
+        } = self
+        else {
+            return Next::Fail;
+        };
+        if *stopping {
+            return Next::Fail;
+        }
+        let (since, wait) = *pausing.get_or_insert_with(|| {
+            crate::warning!("pausing: {e:#}");
+            (Instant::now(), PAUSE_FIRST)
+        });
+        if !pauser.pause(wait) {
+            // Asked to stop: one last attempt, then give up.
+            *stopping = true;
+            return Next::Retry;
+        }
+        *pausing = Some((since, (wait * 2).min(PAUSE_MAX)));
+        Next::Retry
+    }
+
+    /// After a success: says that writing resumed, if it had paused.
+    pub fn after_success(&mut self, what: &std::path::Path) {
+        if let OnFull::Block { pausing, .. } = self
+            && let Some((since, _)) = pausing.take()
+        {
+            crate::info!(
+                "resumed writing {} after {}s",
+                what.display(),
+                since.elapsed().as_secs()
+            );
+        }
+    }
+
+    /// With `drop`: counts `rest` as dropped; returns true if this starts
+    /// a run of drops (the moment to say why).
+    pub fn count_dropped(&mut self, rest: &[u8]) -> bool {
+        let OnFull::Drop { dropped, .. } = self else {
+            return false;
+        };
+        let first = dropped.is_none();
+        let (lines, bytes) = dropped.get_or_insert((0, 0));
+        *lines += memchr::memchr_iter(b'\n', rest).count() as u64;
+        *bytes += rest.len() as u64;
+        first
+    }
+
+    /// With `drop`: what was dropped and not said in the log yet.
+    pub fn dropped(&self) -> Option<(u64, u64)> {
+        match self {
+            OnFull::Drop { dropped, .. } => *dropped,
+            OnFull::Block { .. } => None,
+        }
+    }
+
+    /// With `drop`: the marker line is written.
+    pub fn marker_written(&mut self) {
+        if let OnFull::Drop { dropped, .. } = self {
+            *dropped = None;
+        }
+    }
+
+    /// With `drop`: whether a failed step waits for its retry still.
+    pub fn waiting(&self, now: Instant) -> bool {
+        matches!(self, OnFull::Drop { retry_at: Some(at), .. } if now < *at)
+    }
+
+    /// With `drop`: whether a failed step is to be retried later.
+    pub fn retry_pending(&self) -> bool {
+        matches!(
+            self,
+            OnFull::Drop {
+                retry_at: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// With `drop`: a step of the tick failed; returns true the first
+    /// time (the moment to say why), and retries a second later.
+    pub fn tick_failed(&mut self) -> bool {
+        match self {
+            OnFull::Drop { retry_at, .. } => {
+                let first = retry_at.is_none();
+                *retry_at = Some(Instant::now() + PAUSE_FIRST);
+                first
+            }
+            OnFull::Block { .. } => true,
+        }
+    }
+
+    /// A tick went through.
+    pub fn tick_worked(&mut self) {
+        if let OnFull::Drop { retry_at, .. } = self {
+            *retry_at = None;
+        }
+    }
+}
+
+/// Whether no wait can cure `e`: a name the filesystem cannot hold, no
+/// segment number left, a file of the wrong kind planted where logpipe
+/// must write.
+pub fn is_permanent(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        if cause.is::<NoNumberLeft>() || cause.is::<Refused>() {
+            return true;
+        }
+        let Some(io) = cause.downcast_ref::<io::Error>() else {
+            return false;
+        };
+        io.raw_os_error() == Some(libc::ENAMETOOLONG)
+            || io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<Refused>() || inner.is::<NoNumberLeft>())
+    })
+}
