@@ -1,13 +1,15 @@
 # shellcheck shell=bash
 # Helpers shared by the recipes' end-to-end tests (contrib/*/test.sh), which
-# source this file. Sourcing it only defines functions and sets $repo.
+# source this file. Sourcing it only defines functions and sets $repo and
+# $producer. The application in every test is contrib/harness/produce.py,
+# and contrib/harness/check.py checks what logpipe made of its lines (see
+# their docstrings, or --help).
 #
 # The sourcing test sets:
-#   name   the recipe, for the FAIL lines
-#   tmp    its temporary directory, once made (empty or unset before)
-#   state  the producer's state directory (helpers of the producers)
-#   logdir logpipe's output directory (helpers of the counting producer)
-#   log    logpipe's output directory (helpers of numbered.py)
+#   name    the recipe, for the FAIL lines
+#   tmp     its temporary directory, once made (empty or unset before)
+#   state   produce.py's state directory
+#   logdir  logpipe's output directory
 # and may define on_fail (what to show when it fails) and, for the
 # service-directory helpers, pid_of SERVICEDIR.
 # shellcheck disable=SC2154 # name, state, logdir, log, old_lp: set by the test
@@ -96,115 +98,47 @@ kill_leftovers() {
     for pid in $(leftovers); do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
-### logpipe's output
+### The producer and the checker
 
-# segments DIR: the names of DIR's finished segments (current.DATE.N, .gz
-# or not), in the order logpipe wrote them: by date, then N as a number.
-segments() {
-    find "$1" -maxdepth 1 -type f -printf '%f\n' |
-        grep -E '^current\.[0-9]{4}-[0-9]{2}-[0-9]{2}\.[0-9]+(\.gz)?$' |
-        sort -t. -k2,2 -k3,3n || :
+# written: how many lines the producer has written (to $state).
+written() { if [ -e "$state/written" ]; then wc -l <"$state/written"; else echo 0; fi; }
+# at_least N: the producer has written N lines or more.
+at_least() { [ "$(written)" -ge "$1" ]; }
+# more_lines N: wait until the producer has written N more lines.
+more_lines() { wait_for "$1 more lines" at_least $(($(written) + $1)); }
+
+# check TARGET OPTION...: contrib/harness/check.py, or fail with what it
+# found. Sets result to its figures (lines=... bytes=... segments=...).
+check() {
+    result=$(python3 "$repo/contrib/harness/check.py" "$@" 2>&1) || fail "$result"
 }
 
-# collate DIR: what logpipe wrote to DIR, in order: the finished segments,
-# decompressed, then the active file.
-collate() {
-    local f
-    for f in $(segments "$1"); do
-        case $f in
-        *.gz) gzip -dc "$1/$f" ;;
-        *) cat "$1/$f" ;;
-        esac
-    done
-    cat "$1/current"
-}
-
-### The counting producer (runit, s6): lines 1..last, exactly
-
-# write_counting_app FILE STATE: write the producer, also the checker (with
-# --check OUTPUT LAST), to FILE, keeping its counter in STATE. One os.write
-# per line: a pipe write of at most PIPE_BUF bytes is atomic, so a restart
-# never leaves half a line in the pipe. It records the last number written
-# after each line (STATE/last) and each start (STATE/starts), and stops
-# between lines on TERM, so that it never writes a number twice or skips
-# one. It runs as nobody, hence the system python.
-write_counting_app() {
-    cat >"$1" <<EOF
-#!/usr/bin/python3
-import hashlib, os, re, signal, sys, time
-
-STATE = "$2"
-ALPHA = b"abcdefghijklmnopqrstuvwxyz" * 8
-
-def line(n):
-    return b"%08d %s end\n" % (n, ALPHA[: 20 + n * 7 % 150])
-
-def produce():
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    fd = os.open(STATE + "/last", os.O_RDWR | os.O_CREAT, 0o644)
-    n = int(os.pread(fd, 32, 0) or b"0")
-    with open(STATE + "/starts", "a") as f:
-        f.write("%d %d\n" % (os.getpid(), n))
-    while not stop:
-        for _ in range(20):  # at most 2000 lines a second
-            n += 1
-            data = line(n)
-            if os.write(1, data) != len(data):
-                sys.exit("short write")
-            os.pwrite(fd, b"%012d\n" % n, 0)
-        time.sleep(0.01)
-
-def check(path, last):
-    data = open(path, "rb").read()
-    want = b"".join(line(n) for n in range(1, last + 1))
-    if data == want:
-        return 0
-    lines = data.split(b"\n")
-    if lines[-1]:
-        print("output does not end with a newline")
-    seen, bad = [], []
-    for i, l in enumerate(lines[:-1]):
-        m = re.fullmatch(rb"(\d{8}) [a-z]+ end", l)
-        if m and line(int(m[1])) == l + b"\n":
-            seen.append(int(m[1]))
-        else:
-            bad.append((i + 1, l[:80]))
-    missing = sorted(set(range(1, last + 1)) - set(seen))
-    dups = len(seen) - len(set(seen))
-    order = sum(1 for a, b in zip(seen, seen[1:]) if b != a + 1)
-    print("%d bytes, want %d (sha256 %s, want %s)" % (len(data), len(want),
-          hashlib.sha256(data).hexdigest()[:16], hashlib.sha256(want).hexdigest()[:16]))
-    print("%d broken lines %s" % (len(bad), bad[:5]))
-    print("%d missing numbers %s, %d duplicates, %d breaks in order"
-          % (len(missing), missing[:10], dups, order))
-    return 1
-
-if len(sys.argv) == 4 and sys.argv[1] == "--check":
-    sys.exit(check(sys.argv[2], int(sys.argv[3])))
-produce()
-EOF
-    chmod 0755 "$1"
-}
+### The service directories (runit, s6): producer and logpipe as nobody
 
 # need_for_nobody: gzip, user nobody, and the system python for the
-# counting producer, which runs as nobody (so not a shim in root's home).
+# producer, which runs as nobody (so not a shim in root's home).
 need_for_nobody() {
     need gzip gzip
     [ -x /usr/bin/python3 ] || need /usr/bin/python3 python3-minimal
     id nobody >/dev/null 2>&1 || fail "no user nobody"
 }
 
-# prepare_for_nobody SVC: make $tmp reachable by nobody, with the service
-# directory SVC and SVC/log, $state (nobody's), $tmp/logs, and in $tmp/bin
-# a copy of $LOGPIPE (so that nobody can run it wherever the build tree
-# is) and the counting producer as app.
+# prepare_for_nobody SVC OPTION...: make $tmp reachable by nobody, with
+# the service directory SVC and SVC/log, $state (nobody's), $tmp/logs, and
+# in $tmp/bin copies of $LOGPIPE and produce.py (so that nobody can run
+# them wherever the repository is) and app, which runs produce.py with
+# --state $state and the OPTIONs.
 prepare_for_nobody() {
+    local svc=$1
+    shift
     chmod 0755 "$tmp"
-    mkdir -p "$tmp/bin" "$1/log" "$state" "$tmp/logs"
+    mkdir -p "$tmp/bin" "$svc/log" "$state" "$tmp/logs"
     chown nobody "$state"
     cp "$LOGPIPE" "$tmp/bin/logpipe"
-    write_counting_app "$tmp/bin/app" "$state"
+    cp "$repo/contrib/harness/produce.py" "$tmp/bin/"
+    printf '#!/bin/sh\nexec /usr/bin/python3 %s/bin/produce.py --state %s %s\n' \
+        "$tmp" "$state" "$*" >"$tmp/bin/app"
+    chmod 0755 "$tmp/bin/app"
 }
 
 # copy_recipe DIR SETUID SVC: DIR's run and log/run into SVC, as shipped
@@ -225,29 +159,20 @@ copy_recipe() {
     chmod 0755 "$svc/run" "$svc/log/run"
 }
 
-# show_output_and_starts: for on_fail, logpipe's directory $tmp/logs/app,
-# the end of its current, and each start of the producer.
+# show_output_and_starts: for on_fail, logpipe's directory $logdir, the
+# end of its current, and each start of the producer.
 show_output_and_starts() {
-    if [ -d "$tmp/logs/app" ]; then
+    if [ -d "$logdir" ]; then
         echo "--- log directory:"
-        ls -la "$tmp/logs/app"
+        ls -la "$logdir"
         echo "--- the end of current:"
-        tail -n 5 "$tmp/logs/app/current" 2>&1 | cut -c 1-200
+        tail -n 5 "$logdir/current" 2>&1 | cut -c 1-200
     fi
-    if [ -s "$tmp/state/starts" ]; then
+    if [ -s "$state/starts" ]; then
         echo "--- producer starts (pid, first number - 1):"
-        cat "$tmp/state/starts"
+        cat "$state/starts"
     fi
 }
-
-# counter: the last number the producer wrote (0 before it starts).
-counter() {
-    local v
-    v=$(tr -dc 0-9 2>/dev/null <"$state/last") || true
-    echo $((10#${v:-0}))
-}
-# past N: the producer has written line N.
-past() { (($(counter) >= $1)); }
 
 # The service directory helpers, on the test's pid_of SERVICEDIR (the pid
 # the supervisor runs there, or nothing).
@@ -269,24 +194,6 @@ same_pipe() {
         fail "pid $l in $1/log is $(readlink "/proc/$l/exe"), not logpipe"
     [ -n "$pipe" ] || pipe=$out
     [ "$out" = "$pipe" ] || fail "the pipe changed from $pipe to $out"
-}
-
-# reassemble DIR OUT: check DIR's finished segments (at least 5, each gzip,
-# valid, 1..65536 bytes of whole lines: --size 64K) and write them in
-# order, decompressed, then current, to OUT. Sets segs to their names.
-reassemble() {
-    local s size
-    mapfile -t segs < <(segments "$1")
-    ((${#segs[@]} >= 5)) || fail "only ${#segs[@]} segments: --size 64K did not take effect?"
-    for s in "${segs[@]}"; do
-        [[ $s == *.gz ]] || fail "segment $s left uncompressed"
-        gzip -t "$1/$s" || fail "segment $s is not a valid gzip file"
-        size=$(zcat "$1/$s" | wc -c)
-        ((size > 0 && size <= 65536)) || fail "segment $s holds $size bytes, not 1..65536"
-        [ "$(zcat "$1/$s" | tail -c 1 | od -An -c | tr -d ' ')" = '\n' ] ||
-            fail "segment $s does not end with a whole line"
-    done
-    collate "$1" >"$2"
 }
 
 ### numbered.py (supervisor, docker, systemd): every line written, once
@@ -423,12 +330,6 @@ if __name__ == "__main__":
 PY
 }
 
-# written: how many lines the producer has written (to $state).
-written() { if [ -e "$state/written" ]; then wc -l <"$state/written"; else echo 0; fi; }
-# at_least N: the producer has written N lines or more.
-at_least() { [ "$(written)" -ge "$1" ]; }
-# more_lines N: wait until the producer has written N more lines.
-more_lines() { wait_for "lines" at_least $(($(written) + $1)); }
 # new_logpipe: sets lp to the logpipe running in $log, from its lock file,
 # once it is another than $old_lp: the one just started.
 new_logpipe() {
