@@ -150,7 +150,10 @@ done
 # Shutdown order: the application first, then logpipe.
 stop app '^python3 0$'
 stop app-log '^logpipe 0$'
-! read -r -t 0 -u 9 || fail "bytes left in the FIFO: $(timeout 1 head -c 200 <&9)"
+if read -r -t 0 -u 9; then
+    IFS= read -r -t 1 -u 9 left || :
+    fail "bytes left in the FIFO: ${left:0:200}"
+fi
 exec 9<&-
 # Every line written, once, in order, the shutdown lines included.
 check "$logdir/" --state "$state" --starts 1 --after-term "$tail_lines" \
