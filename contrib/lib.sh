@@ -72,16 +72,22 @@ find_logpipe() {
 
 ### Waiting and cleaning up
 
-# wait_for WHAT COMMAND...: poll COMMAND for up to 30 s, or fail naming
-# WHAT; the tests wait on what they can see, never for a fixed time.
+# wait_for [-t SECONDS] WHAT COMMAND...: poll COMMAND for up to SECONDS
+# (30), or fail naming WHAT; the tests wait on what they can see, never
+# for a fixed time.
 wait_for() {
-    local what=$1 i
+    local secs=30 what i
+    if [ "$1" = -t ]; then
+        secs=$2
+        shift 2
+    fi
+    what=$1
     shift
-    for ((i = 0; i < 300; i++)); do
+    for ((i = 0; i < secs * 10; i++)); do
         "$@" && return 0
         sleep 0.1
     done
-    fail "timed out after 30 s waiting for $what"
+    fail "timed out after $secs s waiting for $what"
 }
 
 # exited PID: PID is gone, or a zombie for `wait` to collect.

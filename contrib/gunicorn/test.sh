@@ -140,14 +140,8 @@ EOF
     else
         kill -TERM "$master"
     fi
-    local i rc=0
-    for ((i = 0; i < 600; i++)); do
-        exited "$leader" && break
-        sleep 0.1
-    done
-    exited "$leader" || fail "$case_name: the run has not ended 60 s after SIGTERM"
-    wait "$leader" || rc=$?
-    [ "$rc" = 0 ] || fail "$case_name: the run exited with status $rc"
+    wait_for -t 60 "$case_name: the run to end after SIGTERM" exited "$leader"
+    wait "$leader" || fail "$case_name: the run exited with status $?"
     ! pgrep -g "$leader" >/dev/null || fail "$case_name: processes left in the group: $(pgrep -a -g "$leader")"
     group=
     if [ "$(grep -c . "$case_dir/logpipe.rc")" != "$nsinks" ] || grep -qv '^0$' "$case_dir/logpipe.rc"; then

@@ -33,10 +33,10 @@ need gzip gzip
 find_logpipe
 
 tmp=$(mktemp -d)
-started=()   # pids of the stand-ins for systemd still running
+declare -A unit_pid   # unit name: pid of its stand-in for systemd, while it runs
 cleanup() {
     local pid
-    for pid in "${started[@]}"; do
+    for pid in "${unit_pid[@]}"; do
         kill_tree "$pid"
     done
     rm -rf "$tmp"
@@ -73,31 +73,20 @@ exec_start() {
         -e "s|/usr/local/bin/logpipe|$LOGPIPE|" \
         -e "s|/var/log/app/|$tmp/$2/log/|" <<<"$cmd"
 }
-# systemctl start: unit name $1 (file prefix), command $2...
+# systemctl start: unit $1 (file prefix in $part) runs the command $2...,
+# its standard input ours with STDIN=socket, else /dev/null (service.py).
 start() {
-    local unit=$1
-    shift
-    if [ "${STDIN:-}" = socket ]; then
-        # <&0: a background command's standard input would be /dev/null.
-        python3 contrib/harness/service.py "$part/$unit" "$@" <&0 2>"$part/$unit.journal" &
-    else
-        python3 contrib/harness/service.py "$part/$unit" "$@" </dev/null 2>"$part/$unit.journal" &
-    fi
-    started+=($!)
-    eval "${unit//-/_}=\$!"
+    # <&0: a background command's standard input would be /dev/null.
+    python3 contrib/harness/service.py "$part/$1" "${@:2}" <&0 2>"$part/$1.journal" &
+    unit_pid[$1]=$!
 }
-# systemctl stop: unit name $1; then its exit statuses must match $2.
+# systemctl stop: unit $1; then its processes' exit statuses must match $2.
 stop() {
-    local pid
-    pid=$(eval "echo \$${1//-/_}")
+    local pid=${unit_pid[$1]}
     kill -TERM "$pid"
     wait_for "$1 to stop" exited "$pid"
     wait "$pid" || fail "the stand-in for systemd failed: $(cat "$part/$1.journal")"
-    local rest=() p
-    for p in "${started[@]}"; do
-        [ "$p" = "$pid" ] || rest+=("$p")
-    done
-    started=("${rest[@]}")
+    unset "unit_pid[$1]"
     ! grep -vE "$2" "$part/$1.status" || fail "$1: unexpected exit status"
     [ ! -s "$part/$1.journal" ] || fail "$1 said: $(cat "$part/$1.journal")"
 }
