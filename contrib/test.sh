@@ -4,7 +4,7 @@
 # real programs it needs (apt-get, pip) and fails loudly if it cannot.
 # Needs root: the tests install packages and run services as other users.
 #
-#   bash contrib/test.sh              # all recipes
+#   bash contrib/test.sh              # all recipes (and the harness's own test)
 #   bash contrib/test.sh runit s6     # some of them
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -32,7 +32,7 @@ fi
 if [ "$#" -gt 0 ]; then
     recipes=("$@")
 else
-    recipes=(gunicorn runit s6 supervisor systemd docker)
+    recipes=(harness gunicorn runit s6 supervisor systemd docker)
 fi
 failed=()
 for recipe in "${recipes[@]}"; do

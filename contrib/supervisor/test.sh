@@ -15,7 +15,7 @@ tail_lines=300   # lines the application writes after its SIGTERM
 cd "$repo"
 tmp=
 on_fail() {
-    ls -la "$tmp/log" || true
+    ls -la "$logdir" || true
     tail -n 20 "$tmp/app-logpipe.log" "$tmp/supervisord.log" 2>/dev/null || true
 }
 need supervisord supervisor
@@ -25,7 +25,7 @@ need gzip gzip
 find_logpipe
 
 tmp=$(mktemp -d)
-state=$tmp/state log=$tmp/log
+state=$tmp/state logdir=$tmp/log
 sv_pid=
 cleanup() {
     # On success supervisord is gone already; on failure this also gets
@@ -35,13 +35,12 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$state"
-# The producer and the checker (the same helper in each recipe's test).
-write_numbered_py "$tmp/numbered.py"
 
-# The recipe as shipped, with only its paths replaced.
-sed -e "s|/usr/local/bin/app|python3 $tmp/numbered.py produce $state $tail_lines|" \
+# The recipe as shipped, with only its paths replaced; the application
+# logs $tail_lines lines on its way out after SIGTERM.
+sed -e "s|/usr/local/bin/app|$producer --state $state --graceful $tail_lines|" \
     -e "s|/usr/local/bin/logpipe|$LOGPIPE|" \
-    -e "s|/var/log/app/|$tmp/log/|" \
+    -e "s|/var/log/app/|$logdir/|" \
     -e "s|/var/log/supervisor/|$tmp/|" \
     contrib/supervisor/app.conf >"$tmp/app.conf"
 cat >"$tmp/supervisord.conf" <<CONF
@@ -88,6 +87,8 @@ stops=$(grep -c 'stopped: app (exit status 0)' "$tmp/supervisord.log" || true)
 [ "$stops" -eq $((restarts + 1)) ] || fail "$stops clean stops, expected $((restarts + 1))"
 ! grep -E 'exited: app|terminated by|FATAL|BACKOFF' "$tmp/supervisord.log" || fail "unexpected program states"
 [ ! -s "$tmp/app-logpipe.log" ] || fail "logpipe said: $(cat "$tmp/app-logpipe.log")"
-check_numbered "$segments"
-check_after_term $(((restarts + 1) * tail_lines))
-echo "PASS $name: $((restarts)) restarts, $result"
+# Every line written, once, in order, the shutdown lines included; one
+# segment per SIGUSR1, each a valid gzip.
+check "$logdir/" --state "$state" --starts $((restarts + 1)) \
+    --after-term $(((restarts + 1) * tail_lines)) --segments "$segments" --compressed
+echo "PASS $name: $restarts restarts, $result"

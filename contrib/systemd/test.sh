@@ -33,18 +33,16 @@ need gzip gzip
 find_logpipe
 
 tmp=$(mktemp -d)
-started=()   # pids of the stand-ins for systemd still running
+declare -A unit_pid   # unit name: pid of its stand-in for systemd, while it runs
 cleanup() {
     local pid
-    for pid in "${started[@]}"; do
+    for pid in "${unit_pid[@]}"; do
         kill_tree "$pid"
     done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 mkdir -p "$tmp/single/state" "$tmp/pair/state" "$tmp/units/single" "$tmp/units/pair"
-# The producer, the checker and a stand-in for systemd.
-write_numbered_py "$tmp/numbered.py"
 
 # 1. Verify. Warnings do not change verify's exit status: any output fails.
 verify() {
@@ -58,8 +56,8 @@ verify "$tmp/units/single/${single##*/}"
 # logpipe's path replaced, and an application unit for the drop-in.
 sed "s|/usr/local/bin/logpipe|$LOGPIPE|" "$dir/app-log.service" >"$tmp/units/pair/app-log.service"
 cp -r "$dir/app-log.socket" "$dir/app.service.d" "$tmp/units/pair/"
-printf '[Service]\nExecStart=%s %s produce %s %s\n' "$(command -v python3)" \
-    "$tmp/numbered.py" "$tmp/pair/state" "$tail_lines" >"$tmp/units/pair/app.service"
+printf '[Service]\nExecStart=%s %s --state %s --graceful %s\n' "$(command -v python3)" \
+    "$repo/contrib/harness/produce.py" "$tmp/pair/state" "$tail_lines" >"$tmp/units/pair/app.service"
 verify "$tmp/units/pair/app-log.socket" "$tmp/units/pair/app-log.service" "$tmp/units/pair/app.service"
 
 # The ExecStart line of unit $1, with the paths replaced for part $2.
@@ -71,41 +69,30 @@ exec_start() {
         fail "$1: expected one ExecStart line: $cmd"
     fi
     case $cmd in *[\$%\\]*) fail "$1: ExecStart has \$, % or \\: this test's word splitting would not be systemd's" ;; esac
-    sed -e "s|/usr/local/bin/app|python3 $tmp/numbered.py produce $tmp/$2/state|" \
+    sed -e "s|/usr/local/bin/app|$producer --state $tmp/$2/state|" \
         -e "s|/usr/local/bin/logpipe|$LOGPIPE|" \
         -e "s|/var/log/app/|$tmp/$2/log/|" <<<"$cmd"
 }
-# systemctl start: unit name $1 (file prefix), command $2...
+# systemctl start: unit $1 (file prefix in $part) runs the command $2...,
+# its standard input ours with STDIN=socket, else /dev/null (service.py).
 start() {
-    local unit=$1
-    shift
-    if [ "${STDIN:-}" = socket ]; then
-        # <&0: a background command's standard input would be /dev/null.
-        python3 "$tmp/numbered.py" service "$part/$unit" "$@" <&0 2>"$part/$unit.journal" &
-    else
-        python3 "$tmp/numbered.py" service "$part/$unit" "$@" </dev/null 2>"$part/$unit.journal" &
-    fi
-    started+=($!)
-    eval "${unit//-/_}=\$!"
+    # <&0: a background command's standard input would be /dev/null.
+    python3 contrib/harness/service.py "$part/$1" "${@:2}" <&0 2>"$part/$1.journal" &
+    unit_pid[$1]=$!
 }
-# systemctl stop: unit name $1; then its exit statuses must match $2.
+# systemctl stop: unit $1; then its processes' exit statuses must match $2.
 stop() {
-    local pid
-    pid=$(eval "echo \$${1//-/_}")
+    local pid=${unit_pid[$1]}
     kill -TERM "$pid"
     wait_for "$1 to stop" exited "$pid"
     wait "$pid" || fail "the stand-in for systemd failed: $(cat "$part/$1.journal")"
-    local rest=() p
-    for p in "${started[@]}"; do
-        [ "$p" = "$pid" ] || rest+=("$p")
-    done
-    started=("${rest[@]}")
+    unset "unit_pid[$1]"
     ! grep -vE "$2" "$part/$1.status" || fail "$1: unexpected exit status"
     [ ! -s "$part/$1.journal" ] || fail "$1 said: $(cat "$part/$1.journal")"
 }
 
 # 2. The single unit: start, roll, stop, three times.
-part=$tmp/single log=$part/log state=$part/state old_lp=
+part=$tmp/single logdir=$part/log state=$part/state old_lp=
 eval "set -- $(exec_start "$single" single)"
 for run in $(seq "$runs"); do
     start app-with-logpipe "$@"
@@ -120,12 +107,14 @@ for run in $(seq "$runs"); do
     # failure of logpipe says why on stderr, and that must stay empty.
     stop app-with-logpipe '^(logpipe 0|sh -15|python3 -15)$'
 done
-check_numbered "$runs"
+# Every line written, once, in order, but for a line the producer was
+# writing when it was killed, which may be there or not.
+check "$logdir/" --state "$state" --killed --starts "$runs" --segments "$runs" --compressed
 single_result=$result
 
 # 3. The pair. The FIFO, held open read-write as systemd holds it while
 # app-log.socket runs; the drop-in must point the application into it.
-part=$tmp/pair log=$part/log state=$part/state old_lp=
+part=$tmp/pair logdir=$part/log state=$part/state old_lp=
 fifo=$(sed -n 's/^ListenFIFO=//p' "$dir/app-log.socket")
 [ "$(sed -n 's/^StandardOutput=file://p' "$dir/app.service.d/logpipe.conf")" = "$fifo" ] ||
     fail "the drop-in does not write into the socket's FIFO $fifo"
@@ -135,7 +124,7 @@ eval "set -- $(exec_start "$dir/app-log.service" pair)"
 STDIN=socket start app-log "$@" <&9   # StandardInput=socket
 wait_for "logpipe to start" new_logpipe
 old_lp=$lp
-start app python3 "$tmp/numbered.py" produce "$state" "$tail_lines" 9<&- >"$part/fifo" 2>&1
+start app python3 contrib/harness/produce.py --state "$state" --graceful "$tail_lines" 9<&- >"$part/fifo" 2>&1
 for run in $(seq "$runs"); do
     more_lines 2000
     kill -USR1 "$lp"
@@ -150,11 +139,14 @@ done
 # Shutdown order: the application first, then logpipe.
 stop app '^python3 0$'
 stop app-log '^logpipe 0$'
-left=$(python3 -c 'import array, fcntl, termios; n = array.array("i", [0]); fcntl.ioctl(9, termios.FIONREAD, n); print(n[0])')
+if read -r -t 0 -u 9; then
+    IFS= read -r -t 1 -u 9 left || :
+    fail "bytes left in the FIFO: ${left:0:200}"
+fi
 exec 9<&-
-[ "$left" -eq 0 ] || fail "$left bytes left in the FIFO"
-check_numbered "$runs"
+# Every line written, once, in order, the shutdown lines included.
+check "$logdir/" --state "$state" --starts 1 --after-term "$tail_lines" \
+    --segments "$runs" --compressed
 pair_result=$result
-check_after_term "$tail_lines"
 
 echo "PASS $name: verify clean; single unit, $runs stops by SIGTERM to all: $single_result; socket pair, $((runs - 1)) logpipe restarts then the application stopped: $pair_result"
