@@ -20,19 +20,20 @@ use crate::onfull::OnFull;
 use crate::reader::{Input, LineReader};
 use crate::retention::Retention;
 use crate::schedule::Schedule;
-use crate::signals::{self, Signals};
+use crate::signals::Signals;
 use crate::sink::{Options, Sink};
 use crate::stamp::Stamper;
 use crate::sys::{self, Dir, Kind};
 use crate::target::Target;
 use crate::tee::Tee;
+use crate::wait;
 use crate::worker::{Policy, Worker};
 
 /// The pipe size asked for when standard input is a pipe: the largest an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
 /// A fuller pipe lets a producer run ahead while logpipe is busy syncing a
 /// segment, and lets each read take more at once.
-const PIPE_SIZE: i32 = 1 << 20;
+const PIPE_SIZE: usize = 1 << 20;
 
 /// The longest the loop waits without looking at the clock, so that a step
 /// of the wall clock is noticed within this many milliseconds.
@@ -175,7 +176,7 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             return write_available(stdin, &mut reader, out);
         }
         let timeout = wait_ms(now, out.sink.wake_at());
-        let ready = signals::wait(stdin.as_fd(), &out.signals, timeout)
+        let ready = wait::wait(stdin.as_fd(), &out.signals, timeout)
             .context("unable to wait for standard input")?;
         if ready.signal {
             out.signals.drain();
@@ -196,8 +197,8 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
 /// unfinished last line as at end of input. Reads nothing that arrives
 /// later, so a producer that keeps writing cannot hold logpipe up.
 fn write_available(stdin: &File, reader: &mut LineReader<&File>, out: &mut Output) -> Result<()> {
-    let until = reader.bytes_read() + signals::available(stdin.as_fd());
-    while reader.bytes_read() < until && signals::available(stdin.as_fd()) > 0 {
+    let until = reader.bytes_read() + wait::available(stdin.as_fd());
+    while reader.bytes_read() < until && wait::available(stdin.as_fd()) > 0 {
         match reader.read().context("unable to read standard input")? {
             Input::Run(run) => out.write(run)?,
             Input::Partial => {}
@@ -218,16 +219,11 @@ fn write_available(stdin: &File, reader: &mut LineReader<&File>, out: &mut Outpu
 /// logpipe, instead of having writes accepted into a pipe that nobody
 /// will read.
 fn close_input(stdin: File) {
-    use std::os::fd::AsRawFd;
     drop(stdin);
     // Descriptor 0 itself: /dev/null takes its place, so that no file
     // opened later gets descriptor 0.
-    match File::open("/dev/null") {
-        // SAFETY: dup2 between two descriptors that are open; it touches no
-        // memory of ours.
-        Ok(null) => unsafe {
-            libc::dup2(null.as_raw_fd(), 0);
-        },
+    match File::open("/dev/null").and_then(|null| Ok(rustix::stdio::dup2_stdin(&null)?)) {
+        Ok(()) => {}
         Err(e) => crate::warning!("unable to close standard input: {e}"),
     }
 }
@@ -321,16 +317,9 @@ fn stdin_file() -> Result<File> {
 /// (not a pipe, or over the system's limit) is fine: the default works,
 /// just with more, smaller reads.
 fn enlarge_pipe(stdin: &File) {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileTypeExt;
     let is_pipe = stdin.metadata().is_ok_and(|m| m.file_type().is_fifo());
-    if is_pipe {
-        // SAFETY: fcntl on a descriptor we own, with integer arguments only;
-        // it cannot touch our memory. Its result is deliberately ignored.
-        unsafe {
-            if libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) < PIPE_SIZE {
-                libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
-            }
-        }
+    if is_pipe && rustix::pipe::fcntl_getpipe_size(stdin).is_ok_and(|size| size < PIPE_SIZE) {
+        let _ = rustix::pipe::fcntl_setpipe_size(stdin, PIPE_SIZE);
     }
 }

@@ -1,7 +1,11 @@
 //! Where time comes from.
 //!
-//! The main loop reads the clock once per pass and hands the instant down;
-//! nothing below it reads the time itself. Tests use the hidden
+//! The main loop reads the wall clock once per pass and hands the instant
+//! down; nothing below it reads the wall clock to date or roll a segment.
+//! Two things read a clock of their own, on purpose: waits between retries
+//! and `--fsync DURATION` measure real elapsed time on the monotonic clock,
+//! and `--max-age` compares file modification times, which are
+//! system-clock times, with the system clock. Tests use the hidden
 //! `--debug-clock`, a manual clock that only moves when the input carries a
 //! control line `#logpipe-clock <RFC 3339 instant>`; such lines set the
 //! clock and are not written. Moves travel in the data stream, so their

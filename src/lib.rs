@@ -4,6 +4,15 @@
 //! boundaries, into dated and numbered segments. The binary in `main.rs`
 //! only parses arguments and reports errors; everything else is here, as a
 //! library, so that tests and benchmarks can reach the parts.
+//!
+//! Linux only: rotation relies on `renameat2(RENAME_NOREPLACE)`, input on
+//! `F_SETPIPE_SZ`, the worker on `sync_file_range`. The module map is in
+//! ARCHITECTURE.md.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "logpipe runs on Linux only: it needs renameat2(RENAME_NOREPLACE), F_SETPIPE_SZ and sync_file_range"
+);
 
 pub mod app;
 pub mod cli;
@@ -25,4 +34,5 @@ pub mod stamp;
 pub mod sys;
 pub mod target;
 pub mod tee;
+pub mod wait;
 pub mod worker;

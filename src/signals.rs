@@ -10,8 +10,8 @@
 //! habit); SIGTERM and SIGINT ask to stop once the input already available
 //! is written.
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
 use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+use crate::sys;
 
 /// The signals logpipe listens to, and the pipe that wakes the main loop.
 #[derive(Debug)]
@@ -92,20 +95,12 @@ impl Signals {
     /// Waits until `out` can take more, or a signal arrives.
     pub fn wait_writable(&self, out: BorrowedFd<'_>) {
         let mut fds = [
-            libc::pollfd {
-                fd: out.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::from_borrowed_fd(out, PollFlags::OUT),
+            PollFd::new(&self.wake, PollFlags::IN),
         ];
-        // SAFETY: `fds` is a live array of two pollfd, and its length is passed.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if fds[1].revents != 0 {
+        // A failed poll returns at once; the caller's write then says why.
+        let _ = sys::poll(&mut fds, None);
+        if !fds[1].revents().is_empty() {
             self.drain();
         }
     }
@@ -121,13 +116,7 @@ impl Signals {
                 return true;
             }
             let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-            let mut fd = libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one live pollfd, and its count.
-            unsafe { libc::poll(&mut fd, 1, ms) };
+            let _ = sys::poll(&mut [PollFd::new(&self.wake, PollFlags::IN)], Some(ms));
             self.drain();
         }
         false
@@ -137,59 +126,5 @@ impl Signals {
 impl crate::onfull::Pause for Signals {
     fn pause(&self, wait: Duration) -> bool {
         Signals::pause(self, wait)
-    }
-}
-
-/// What [`wait`] saw.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Ready {
-    /// Standard input has data, is at its end, or has failed: a read will
-    /// not block.
-    pub input: bool,
-    /// A signal arrived.
-    pub signal: bool,
-}
-
-/// Waits until `input` or `signals`' pipe is readable, or `timeout` ms
-/// pass. An interrupted wait returns with nothing ready.
-pub fn wait(input: BorrowedFd<'_>, signals: &Signals, timeout_ms: i32) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: input.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: signals.wake_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `fds` is a live array of two pollfd, and its length is passed.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted {
-            Ok(Ready::default())
-        } else {
-            Err(err)
-        };
-    }
-    // Hang-up and errors count as readable: the read reports them.
-    Ok(Ready {
-        input: fds[0].revents != 0,
-        signal: fds[1].revents != 0,
-    })
-}
-
-/// How many bytes can be read from `input` right now without waiting.
-pub fn available(input: BorrowedFd<'_>) -> u64 {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int into `n`, which we own.
-    let rc = unsafe { libc::ioctl(input.as_raw_fd(), libc::FIONREAD, &mut n) };
-    if rc == 0 {
-        u64::try_from(n).unwrap_or(0)
-    } else {
-        0
     }
 }

@@ -363,6 +363,20 @@ fn symlink_error(e: rustix::io::Errno) -> io::Error {
     }
 }
 
+/// `poll(2)` on `fds` for at most `timeout_ms` (forever with `None`);
+/// an interrupted wait returns 0, as if nothing were ready.
+pub fn poll(fds: &mut [rustix::event::PollFd<'_>], timeout_ms: Option<i32>) -> io::Result<usize> {
+    let timeout = timeout_ms.map(|ms| rustix::event::Timespec {
+        tv_sec: i64::from(ms.max(0) / 1000),
+        tv_nsec: i64::from(ms.max(0) % 1000) * 1_000_000,
+    });
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::INTR) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Starts writing `file`'s dirty pages to disk without waiting for them
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a hint: the fsync that
 /// follows is what makes the data durable, so a failure is ignored.

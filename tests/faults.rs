@@ -759,8 +759,9 @@ fn a_read_only_directory_pauses_without_spinning() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
-        lines[0]
-            .starts_with("logpipe: warning: pausing: unable to write out/current.state: Operation not permitted"),
+        lines[0].starts_with(
+            "logpipe: warning: pausing: unable to write out/current.state: Operation not permitted"
+        ),
         "{stderr}"
     );
     assert!(
@@ -910,7 +911,9 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
     let stderr = stderr.lock().unwrap().clone();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with("logpipe: warning: unable to write out/current.state: Operation not permitted"),
+        stderr.starts_with(
+            "logpipe: warning: unable to write out/current.state: Operation not permitted"
+        ),
         "{stderr}"
     );
 }

@@ -299,3 +299,56 @@ fn a_failed_final_sync_is_exit_1() {
     );
     assert_eq!(env.collated("out/current"), b"one\ntwo\n");
 }
+
+/// A symbolic link planted at the active name while logpipe runs (the
+/// file moved away, then SIGHUP) is refused, not followed: exit 1, the
+/// file behind the link untouched, the moved file intact.
+#[test]
+fn a_link_planted_at_the_active_name_while_running_is_refused() {
+    let env = TestEnv::new();
+    let victim = Victim::plant(&env);
+    let mut child = env.spawn(&["out/"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\n").unwrap();
+    env.wait_until("the first line on disk", Duration::from_secs(60), || {
+        fs::read(env.path("out/current")).is_ok_and(|b| b == b"one\n")
+    });
+    fs::rename(env.path("out/current"), env.path("moved")).unwrap();
+    std::os::unix::fs::symlink(&victim.path, env.path("out/current")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = env.finish(child, "logpipe after a planted link");
+    drop(stdin);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "logpipe: unable to open out/current: is a symbolic link\n"
+    );
+    victim.check("the planted active name");
+    assert_eq!(fs::read(env.path("moved")).unwrap(), b"one\n");
+}
+
+/// A symlinked TARGET directory is supported: resolved once, at start,
+/// and everything lands in the directory it points to.
+#[test]
+fn a_symlinked_target_directory_is_resolved_at_start() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("data")).unwrap();
+    std::os::unix::fs::symlink("data", env.path("logs")).unwrap();
+    let input: Vec<u8> = (0..1000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    let run = env.run(&["--size", "4K", "logs/"], &input);
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        fs::symlink_metadata(env.path("logs"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(env.segments("data/current").len() > 1, "{}", env.listing());
+    assert_eq!(sha(&env.collated("data/current")), sha(&input));
+}
