@@ -917,3 +917,57 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
         "{stderr}"
     );
 }
+
+/// `--on-full drop` with the disk still full at end of input: the file
+/// may end inside a line (the closing newline cannot be written either),
+/// as the README says; the next start closes that line before writing,
+/// so no line ever fuses with the next.
+#[test]
+fn drop_mode_full_at_the_end_leaves_the_line_to_the_next_start() {
+    let Some((env, _disk, filler)) =
+        nearly_full_disk("drop_mode_full_at_the_end_leaves_the_line_to_the_next_start")
+    else {
+        return;
+    };
+    // One long line at the end, far bigger than the room left: it cannot
+    // all be written, nor its newline.
+    let mut input = numbered(0, 10);
+    input.extend(std::iter::repeat_n(b'x', 1 << 20));
+    input.push(b'\n');
+    let args = ["--on-full", "drop", "--compress", "none", "mnt/out/"];
+    let first = env.run(&args, &input);
+    assert!(first.status.success(), "{first:?}");
+    // (The long line started a segment of its own: it is longer than the
+    // read buffer.)
+    let left = env.collated("mnt/out/current");
+    assert!(
+        !left.ends_with(b"\n"),
+        "the disk filled inside the long line"
+    );
+    assert!(input.starts_with(&left));
+    assert!(
+        first
+            .stderr
+            .contains("the last line stays unfinished, and the next start ends it with a newline"),
+        "{}",
+        first.stderr
+    );
+    fs::remove_file(&filler).unwrap();
+    let second = env.run(&args, b"next\n");
+    assert!(second.status.success(), "{second:?}");
+    // The count could not go into the log either: stderr has it.
+    let dropped = input.len() - left.len();
+    assert!(
+        first.stderr.contains(&format!(
+            "logpipe: warning: dropped 1 lines ({dropped} bytes) while mnt/out/current was not writable, and could not say so in it\n"
+        )),
+        "{}",
+        first.stderr
+    );
+    let after = env.collated("mnt/out/current");
+    assert_eq!(
+        String::from_utf8_lossy(&after[left.len()..]),
+        "\nnext\n",
+        "the line closed once, then the new input"
+    );
+}
