@@ -8,8 +8,10 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod compress;
 pub mod diag;
 pub mod gzip;
+pub mod hooks;
 pub mod inventory;
 pub mod lock;
 pub mod naming;
