@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
@@ -21,6 +22,7 @@ use crate::schedule::Schedule;
 use crate::segment::{Options, Segment};
 use crate::signals::{self, Signals};
 use crate::stamp::Stamper;
+use crate::sys::Dir;
 use crate::target::Target;
 use crate::tee::Tee;
 use crate::worker::{Policy, Worker};
@@ -65,7 +67,10 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         on_rotate: args.on_rotate.clone(),
     };
     let mut segment = Segment::open(target.clone(), numbering, options, clock.now())?;
-    let worker = Worker::start(target, policy)?;
+    let dir = Dir::open(&target.dir)
+        .with_context(|| format!("unable to open directory {}", target.dir.display()))?;
+    let mut dir = Arc::new(dir);
+    let worker = Worker::start(target, dir.clone(), policy)?;
     let signals = Rc::new(Signals::install()?);
     if args.on_full == OnFull::Block {
         segment.set_pauser(signals.clone());
@@ -82,23 +87,17 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
 
-    let pumped = pump(&stdin, &mut out, &worker);
+    let pumped = pump(&stdin, &mut out, &worker, &mut dir);
     close_input(stdin);
     if let Err(e) = pumped {
         // What was written stays; make it durable before saying why not all.
         out.segment.sync_now();
         return Err(e);
     }
-    out.segment
-        .take_finished()
-        .for_each(|id| worker.finished(id));
+    hand_over(&mut out.segment, &worker, &mut dir);
     out.segment.close(out.clock.now())?;
-    if !worker.shutdown(args.shutdown_timeout) {
-        crate::warning!(
-            "compression still running after --shutdown-timeout {}s; the next start finishes it",
-            args.shutdown_timeout.as_secs()
-        );
-    }
+    // What is left undone is said by the worker.
+    let _ = worker.shutdown(args.shutdown_timeout);
     Ok(())
 }
 
@@ -127,9 +126,10 @@ impl Output {
 /// One loop, one deadline, after s6-log: each pass reads the clock once,
 /// acts on signals and due rotations, then waits for input, a signal or
 /// the next boundary, whichever comes first.
-fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
+fn pump(stdin: &File, out: &mut Output, worker: &Worker, dir: &mut Arc<Dir>) -> Result<()> {
     let mut reader = LineReader::new(stdin);
     loop {
+        worker.check();
         let now = out.clock.now();
         if out.signals.take_roll() {
             out.segment.ask_roll();
@@ -138,9 +138,7 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             out.segment.ask_reopen();
         }
         out.segment.tick(now)?;
-        out.segment
-            .take_finished()
-            .for_each(|id| worker.finished(id));
+        hand_over(&mut out.segment, worker, dir);
         if out.signals.stop_asked() {
             return write_available(stdin, &mut reader, out);
         }
@@ -159,6 +157,23 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             Input::End => return Ok(()),
         }
     }
+}
+
+/// Hands the segments just finished to the worker. If the directory was
+/// removed and made again (which only a rotation notices), the worker gets
+/// the new one first.
+fn hand_over(segment: &mut Segment, worker: &Worker, dir: &mut Arc<Dir>) {
+    let mut finished = segment.take_finished().peekable();
+    if finished.peek().is_some() && dir.is_removed().unwrap_or(false) {
+        match Dir::open(dir.path()) {
+            Ok(new) => {
+                *dir = Arc::new(new);
+                worker.moved(dir.clone());
+            }
+            Err(e) => crate::warning!("unable to open directory {}: {e}", dir.path().display()),
+        }
+    }
+    finished.for_each(|id| worker.finished(id));
 }
 
 /// On SIGTERM or SIGINT: writes the input that was already waiting in the
