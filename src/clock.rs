@@ -1,7 +1,11 @@
 //! Where time comes from.
 //!
 //! The main loop reads the clock once per pass and hands the instant down;
-//! nothing below it reads the time itself. Tests use the hidden
+//! nothing below it reads the time to decide where a line goes or when the
+//! active file rolls. One reading of the system clock is elsewhere, on
+//! purpose: retention by `--max-age` in the worker compares files'
+//! modification times, which the kernel stamps from the system clock, with
+//! the system clock (see [`crate::retention`]). Tests use the hidden
 //! `--debug-clock`, a manual clock that only moves when the input carries a
 //! control line `#logpipe-clock <RFC 3339 instant>`; such lines set the
 //! clock and are not written. Moves travel in the data stream, so their
