@@ -422,8 +422,8 @@ impl Left {
         if let Some((path, pid)) = &self.running {
             let pid = pid.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"));
             crate::warning!(
-                "--on-rotate for {} still running after {after}: left running ({pid}); \
-                 its output is no longer read",
+                "--on-rotate for {} still running after {after}: left running ({pid}), \
+                 with its stdout and stderr closed when logpipe exits",
                 path.display()
             );
         }

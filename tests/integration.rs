@@ -13,3 +13,4 @@ mod size;
 mod stamp;
 mod time;
 mod util;
+mod worker;
