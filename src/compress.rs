@@ -172,8 +172,8 @@ pub fn recover(
 /// How [`finish`] left a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Compressed: the segment is this `.gz` name now.
-    Compressed(OsString),
+    /// Done: the segment is in its final form under this name (its `.gz`).
+    Done(OsString),
     /// Nothing is at the plain name any more.
     Gone,
     /// Not logpipe's file (why): left alone.
@@ -352,7 +352,7 @@ fn compress(
     }
     dir.sync()?;
     remove_if_same(dir, &names.plain, &plain)?;
-    Ok(Outcome::Compressed(names.gz.clone()))
+    Ok(Outcome::Done(names.gz.clone()))
 }
 
 /// Both `X` and `X.gz`, both logpipe's: `X` goes only if `X.gz` holds it
@@ -379,7 +379,7 @@ fn verify(dir: &Dir, names: &Names, commit: &mut dyn FnMut() -> bool) -> io::Res
         return Ok(Outcome::Stopped);
     }
     remove_if_same(dir, &names.plain, &plain_meta)?;
-    Ok(Outcome::Compressed(names.gz.clone()))
+    Ok(Outcome::Done(names.gz.clone()))
 }
 
 /// Whether `gz` decompresses, in full and with a valid trailer, to exactly
@@ -636,7 +636,7 @@ mod tests {
         let f = Fixture::new();
         std::fs::write(f.path(1, Form::Plain), b"one\ntwo\n").unwrap();
         let outcome = f.finish(1, &mut || true);
-        assert_eq!(outcome, Outcome::Compressed(entry(1, Form::Gzip).name));
+        assert_eq!(outcome, Outcome::Done(entry(1, Form::Gzip).name));
         assert_eq!(f.gunzip(1), b"one\ntwo\n");
         assert!(!f.path(1, Form::Plain).exists());
         assert!(!f.path(1, Form::GzipTemp).exists());
@@ -712,7 +712,7 @@ mod tests {
 
         assert_eq!(
             f.finish(1, &mut || true),
-            Outcome::Compressed(entry(1, Form::Gzip).name)
+            Outcome::Done(entry(1, Form::Gzip).name)
         );
         assert!(!f.path(1, Form::Plain).exists());
         assert_eq!(f.gunzip(1), content);
@@ -750,7 +750,7 @@ mod tests {
         std::fs::hard_link(f.path(1, Form::Gzip), f.path(1, Form::GzipTemp)).unwrap();
         assert_eq!(
             f.finish(1, &mut || true),
-            Outcome::Compressed(entry(1, Form::Gzip).name)
+            Outcome::Done(entry(1, Form::Gzip).name)
         );
         assert!(!f.path(1, Form::GzipTemp).exists());
         assert!(!f.path(1, Form::Plain).exists());

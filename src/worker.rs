@@ -300,17 +300,22 @@ impl Worker {
             }
         }
         let hooks_done = self.hooks.as_ref().is_none_or(|h| h.wait(deadline));
-        let died = self.shared.died.load(Ordering::Relaxed);
         let worker_done = self.shared.lock().exited;
-        if worker_done && hooks_done && !died {
+        let after = if self.shared.died.load(Ordering::Relaxed) {
+            "because the worker thread died".to_string()
+        } else if self.hooks.as_ref().is_some_and(Hooks::died) {
+            "because the --on-rotate thread died".to_string()
+        } else if worker_done && hooks_done {
             let _ = self.thread.join();
             if let Some(hooks) = self.hooks {
                 hooks.join();
             }
             return Shutdown::Finished;
-        }
+        } else {
+            format!("after --shutdown-timeout {}", Secs(timeout))
+        };
         let left = self.stop();
-        left.report(&self, timeout, died);
+        left.report(&self, &after);
         Shutdown::LeftUndone
     }
 
@@ -377,16 +382,17 @@ struct Left {
 }
 
 impl Left {
-    fn report(&self, worker: &Worker, timeout: Duration, died: bool) {
-        let after = if died {
-            "the worker thread died".to_string()
-        } else {
-            format!("--shutdown-timeout {}", Secs(timeout))
-        };
+    /// Says what is left, `after` what (`after --shutdown-timeout 5s`).
+    fn report(&self, worker: &Worker, after: &str) {
         let hooked = worker.hooks.is_some();
         if !self.uncompressed.is_empty() {
+            let state = if after.starts_with("after") {
+                "still running"
+            } else {
+                "stopped"
+            };
             crate::warning!(
-                "compression still running after {after}: {} left uncompressed; the next start \
+                "compression {state} {after}: {} left uncompressed; the next start \
                  compresses {}{}",
                 Paths(&self.uncompressed, "finished segment"),
                 if self.uncompressed.len() == 1 {
@@ -403,7 +409,7 @@ impl Left {
         }
         if let Some(path) = &self.committing {
             crate::warning!(
-                "{} was being renamed into place after {after}: either it or its .gz is left; \
+                "{} was being renamed into place {after}: either it or its .gz is left; \
                  if it is, the next start compresses it{}",
                 path.display(),
                 if hooked {
@@ -415,14 +421,14 @@ impl Left {
         }
         if !self.hooks.is_empty() {
             crate::warning!(
-                "--on-rotate not run after {after}, and not run at the next start either, for {}",
+                "--on-rotate not run {after}, and not run at the next start either, for {}",
                 Paths(&self.hooks, "segment")
             );
         }
         if let Some((path, pid)) = &self.running {
             let pid = pid.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"));
             crate::warning!(
-                "--on-rotate for {} still running after {after}: left running ({pid}), \
+                "--on-rotate for {} still running {after}: left running ({pid}), \
                  with its stdout and stderr closed when logpipe exits",
                 path.display()
             );
@@ -666,39 +672,44 @@ impl State {
             }
             None => self.check_plain(id),
         };
-        let mut status = shared.lock();
-        let committed = std::mem::take(&mut status.committing);
-        shared.changed.notify_all();
-        if status.stopped && !committed {
-            // The shutdown report counted this segment as still queued.
-            return;
-        }
+        // Diagnostics first, never under the lock: a write to a stalled
+        // stderr must not hold up the main loop's `finished`.
         let hook = match result {
-            Ok(Outcome::Stopped) => return,
-            Ok(Outcome::Compressed(name)) => Some(name),
+            Ok(Outcome::Stopped) => None,
+            Ok(Outcome::Done(ref name)) => Some(name.clone()),
             Ok(Outcome::Gone) => None,
-            Ok(Outcome::Kept(why)) => {
+            Ok(Outcome::Kept(ref why)) => {
                 let name = self.segment_name(id);
                 crate::warning!("leaving {} uncompressed: {why}", self.path(&name).display());
                 Some(name)
             }
-            Ok(Outcome::NotOurs(why)) => {
+            Ok(Outcome::NotOurs(ref why)) => {
                 crate::warning!(
                     "leaving {} alone: it {why}, so it is not a segment logpipe made",
                     self.path(&self.segment_name(id)).display()
                 );
                 None
             }
-            Err(e) => {
-                drop(status);
+            Err(ref e) => {
                 let wait = self
                     .retry
                     .map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
                 crate::warning!("{e:#}; retrying in {}s", wait.as_secs());
                 self.retry = Some((Instant::now() + wait, wait));
-                return;
+                None
             }
         };
+        let mut status = shared.lock();
+        let committed = std::mem::take(&mut status.committing);
+        shared.changed.notify_all();
+        if result.is_err()
+            || matches!(result, Ok(Outcome::Stopped))
+            || (status.stopped && !committed)
+        {
+            // Still queued: retried, or counted as left by a shutdown
+            // report.
+            return;
+        }
         self.retry = None;
         // Popped and handed to the hook in one step under the lock, so that
         // a shutdown report counts it in exactly one place.
@@ -720,7 +731,7 @@ impl State {
         Ok(match meta {
             None => Outcome::Gone,
             Some(meta) => match compress::not_ours(&meta) {
-                None => Outcome::Compressed(name),
+                None => Outcome::Done(name),
                 Some(why) => Outcome::NotOurs(why),
             },
         })

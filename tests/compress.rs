@@ -268,7 +268,11 @@ fn crash_leftovers_are_recovered_at_start() {
         );
     }
     for (path, bytes) in &strangers {
-        assert!(fs::read(path).unwrap() == *bytes, "{} changed", path.display());
+        assert!(
+            fs::read(path).unwrap() == *bytes,
+            "{} changed",
+            path.display()
+        );
         fs::remove_file(path).unwrap();
     }
     // With the strangers' files gone, all the rest is as it should be.
