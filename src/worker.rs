@@ -865,8 +865,15 @@ mod tests {
     #[test]
     fn a_stopped_worker_reports_what_is_left() {
         let f = Fixture::new();
+        let (started, gate) = (f.tmp.path().join("started"), f.tmp.path().join("gate"));
+        // The first hook says it started, then waits for the gate.
+        let hook = format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.01; done; :",
+            started.display(),
+            gate.display()
+        );
         let policy = Policy {
-            on_rotate: Some("exec sleep 30;".into()),
+            on_rotate: Some(hook),
             ..gzip_policy()
         };
         for n in 1..=3 {
@@ -874,9 +881,9 @@ mod tests {
         }
         let worker = f.start(policy);
         worker.finished(id(4)); // not there: gone, skipped
-        // Wait until all are done but the hooks.
+        // Wait until all is done but the hooks, and the first hook runs.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !worker.shared.lock().queue.is_empty() {
+        while !worker.shared.lock().queue.is_empty() || !started.exists() {
             assert!(Instant::now() < deadline, "{:?}", f.names());
             thread::sleep(Duration::from_millis(5));
         }
@@ -885,6 +892,7 @@ mod tests {
         assert!(left.committing.is_none());
         let (running, pid) = left.running.expect("a hook runs");
         assert_eq!(running, f.path("current.2026-11-21.1.gz"));
+        assert!(pid.is_some());
         assert_eq!(
             left.hooks,
             [
@@ -892,11 +900,11 @@ mod tests {
                 f.path("current.2026-11-21.3.gz")
             ]
         );
-        // Not left running after the test.
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid.unwrap() as i32).unwrap(),
-            rustix::process::Signal::KILL,
-        );
+        // The running hook ends; no other starts.
+        std::fs::write(&gate, "").unwrap();
+        let hooks = worker.hooks.as_ref().unwrap();
+        assert!(hooks.wait(Instant::now() + Duration::from_secs(30)));
+        assert!(!hooks.died());
     }
 
     #[test]
