@@ -464,11 +464,16 @@ fn segments_in_a_directory_made_again_are_compressed() {
     let mut child = env.spawn(&["--size", "8K", "logs/out/"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&lines(0x70_0600, 64 << 10)).unwrap();
-    env.wait_until("a compressed segment", Duration::from_secs(60), || {
-        fs::read_dir(env.path("logs/out")).is_ok_and(|dir| {
-            dir.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".gz"))
-        })
+    // Removed once the worker is idle, so that it does not make a file in
+    // the directory while it is being removed.
+    env.wait_until("every segment compressed", Duration::from_secs(60), || {
+        let segments: Vec<String> = fs::read_dir(env.path("logs/out"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("current.20"))
+            .collect();
+        segments.len() > 3 && segments.iter().all(|n| n.ends_with(".gz"))
     });
     fs::remove_dir_all(env.path("logs")).unwrap();
     let second = lines(0x70_0601, 64 << 10);
