@@ -276,6 +276,24 @@ pub fn run_hook(
 /// output is read, or left open only by something it left running), then
 /// returns its exit status.
 fn relay(child: &mut Child, line: &mut impl FnMut(Stream, &str)) -> io::Result<ExitStatus> {
+    // The pipes are closed when `read_output` returns, so the wait below
+    // cannot hang on a child blocked writing to them.
+    match read_output(child, line) {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => child.wait(),
+        Err(e) => {
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Reads the child's output until it exits and what it left is read, or
+/// until both outputs end; returns its exit status if it was seen.
+fn read_output(
+    child: &mut Child,
+    line: &mut impl FnMut(Stream, &str),
+) -> io::Result<Option<ExitStatus>> {
     let mut outputs = [
         child
             .stdout
@@ -326,10 +344,7 @@ fn relay(child: &mut Child, line: &mut impl FnMut(Stream, &str)) -> io::Result<E
     for output in outputs.iter_mut().flatten() {
         output.flush(line);
     }
-    match exited {
-        Some(status) => Ok(status),
-        None => child.wait(),
-    }
+    Ok(exited)
 }
 
 /// One of a hook's outputs, cut into lines.
