@@ -88,7 +88,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         on_full,
         clock.now(),
     )?;
-    let worker = Worker::start(target, policy)?;
+    let worker = Worker::start(target, dir, policy)?;
     let mut out = Output {
         clock,
         sink,
@@ -108,14 +108,10 @@ pub fn run(args: Args, target: Target) -> Result<()> {
         out.sink.sync_now();
         return Err(e);
     }
-    out.sink.take_finished().for_each(|id| worker.finished(id));
+    hand_over(&mut out.sink, &worker);
     let closed = out.sink.close(out.clock.now());
-    if !worker.shutdown(args.shutdown_timeout) {
-        crate::warning!(
-            "compression still running after --shutdown-timeout {}s; the next start finishes it",
-            args.shutdown_timeout.as_secs()
-        );
-    }
+    // What is left undone, the worker says itself.
+    let _ = worker.shutdown(args.shutdown_timeout);
     closed
 }
 
@@ -163,6 +159,7 @@ impl Output {
 fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
     let mut reader = LineReader::new(stdin);
     loop {
+        worker.check();
         let now = out.clock.now();
         if out.signals.take_roll() {
             out.sink.ask_roll();
@@ -171,7 +168,7 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             out.sink.ask_reopen();
         }
         out.sink.tick(now)?;
-        out.sink.take_finished().for_each(|id| worker.finished(id));
+        hand_over(&mut out.sink, worker);
         if out.signals.stop_asked() {
             return write_available(stdin, &mut reader, out);
         }
@@ -190,6 +187,15 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             Input::End => return Ok(()),
         }
     }
+}
+
+/// Hands the segments just finished to the worker; if the sink made the
+/// directory again, the worker gets the new one first.
+fn hand_over(sink: &mut Sink, worker: &Worker) {
+    if let Some(dir) = sink.take_moved() {
+        worker.moved(dir);
+    }
+    sink.take_finished().for_each(|id| worker.finished(id));
 }
 
 /// On SIGTERM or SIGINT: writes the input that was already waiting in the

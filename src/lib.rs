@@ -17,8 +17,10 @@ compile_error!(
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod compress;
 pub mod diag;
 pub mod gzip;
+pub mod hooks;
 pub mod inventory;
 pub mod lock;
 pub mod naming;

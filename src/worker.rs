@@ -1,42 +1,55 @@
-//! The worker thread that owns finished segments: their fsync,
-//! compression, the `--on-rotate` hook, and retention, off the reading loop.
+//! The worker thread that owns finished segments, off the reading loop:
+//! their fsync in batches, their compression ([`crate::compress`]), their
+//! `--on-rotate` hook ([`crate::hooks`]) and retention
+//! ([`crate::retention`]).
 //!
-//! The main loop only sends the id of each segment it finishes. The worker
-//! fsyncs them in batches soon after (with the state file and the
-//! directory), then takes them in order: compresses (`X` → `X.gz.tmp`,
-//! encoder finished and checked, fsync, rename to `X.gz`, fsync of the
-//! directory, then unlink of `X`), hands the final path to the hook
-//! runner, and applies retention.
-//! When input outruns compression, the backlog waits on disk as plain
-//! segments and only their ids wait here; the reading loop never waits.
+//! The main loop only hands over the id of each segment it finishes
+//! ([`Worker::finished`]). The worker fsyncs them in batches soon after
+//! (with the state file and the directory), then takes them in order:
+//! brings each to its final form, hands the final path to the hook runner,
+//! and applies retention. When input outruns compression, the backlog
+//! waits on disk as plain segments and only their ids wait here; the
+//! reading loop never waits.
 //!
-//! Crash recovery happens when the worker starts: stale `*.gz.tmp` files
-//! are removed, and plain segments left by an earlier run are queued. A
-//! segment found both plain and compressed (a crash after the rename and
-//! before the unlink) keeps the `.gz` only once it has been read back in
-//! full and found equal to the plain file.
+//! Every file is named relative to the target's directory descriptor
+//! ([`sys::Dir`]), never through a path; when the main loop makes a removed
+//! directory again, it hands the new descriptor over ([`Worker::moved`]).
+//!
+//! Crash recovery happens when the worker starts, from one listing of the
+//! directory ([`inventory::scan`]): stale temporaries of logpipe's own are
+//! removed, and plain segments left by an earlier run are queued
+//! ([`compress::recover`]).
 //!
 //! A failed compression (disk full, say) is reported once per attempt,
 //! leaves the plain segment in place, and is retried with backoff, so
 //! nothing is lost and the order of hooks is kept.
+//!
+//! At `--shutdown-timeout` ([`Worker::shutdown`]), the worker commits
+//! nothing more, and says exactly what is left undone: segments left
+//! uncompressed (the next start compresses them, then runs their hook),
+//! hooks that did not run (and will not at the next start), and a hook
+//! still running, with its pid.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::fs::{self, File, Permissions};
-use std::io::{self, BufReader};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, bail};
-use flate2::read::GzDecoder;
+use anyhow::{Context, Result};
 
-use crate::gzip::{Gzip, read_full};
-use crate::naming::{self, SegmentId};
-use crate::retention::{self, Found, Retention};
+use crate::compress::{self, Outcome};
+use crate::gzip::Gzip;
+use crate::hooks::{self, Hooks};
+use crate::inventory::{self, Form};
+use crate::naming::SegmentId;
+use crate::retention::{self, Retention};
+use crate::sys::{self, Access, Dir};
 use crate::target::Target;
 
 /// What happens to a finished segment.
@@ -52,17 +65,29 @@ pub struct Policy {
     pub on_rotate: Option<String>,
 }
 
-enum Msg {
-    Finished(SegmentId),
-    Shutdown,
+/// How [`Worker::shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Shutdown {
+    /// Everything queued was done.
+    Finished,
+    /// Something was left undone (the timeout passed, or a thread had
+    /// died); it has been reported on stderr.
+    LeftUndone,
 }
 
 /// The handle the main loop keeps on the worker thread.
 #[derive(Debug)]
 pub struct Worker {
-    tx: Sender<Msg>,
-    done: Receiver<()>,
+    shared: Arc<Shared>,
     thread: JoinHandle<()>,
+    hooks: Option<Hooks>,
+    name: OsString,
+    compressing: bool,
+    retention: bool,
+    /// Whether [`Worker::check`] has reported the death of the worker
+    /// thread, and of the hook thread.
+    reported: Cell<(bool, bool)>,
 }
 
 /// The longest a finished segment waits for its fsync while compressions
@@ -73,150 +98,497 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// At the shutdown timeout, how long a commit under way (a rename, a
+/// directory fsync, a removal) or a hook being started may take to finish,
+/// so that the report says what is really left.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// What the main thread and the worker thread share.
+#[derive(Debug)]
+struct Shared {
+    status: Mutex<Status>,
+    changed: Condvar,
+    /// The worker thread ended before it was asked to (a panic).
+    died: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Status {
+    /// Finished segments not yet in their final form, oldest first; the
+    /// front one is under way.
+    queue: VecDeque<SegmentId>,
+    /// Finished segments not yet fsynced.
+    unsynced: Vec<SegmentId>,
+    /// The target directory, as the worker should use it from now.
+    dir: Arc<Dir>,
+    /// Set by [`Worker::moved`]; cleared when the worker takes `dir`.
+    dir_changed: bool,
+    /// Finish what is queued, then stop.
+    shutdown: bool,
+    /// Commit nothing more (the shutdown timeout passed).
+    stopped: bool,
+    /// A commit is under way: the queue's front segment is being renamed
+    /// into its final form.
+    committing: bool,
+    /// The worker thread has ended.
+    exited: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Status> {
+        // A panic on the worker thread leaves the queue as it was.
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on `changed` at most until `deadline`; false once it passed.
+    fn wait_until<'a>(
+        &self,
+        status: MutexGuard<'a, Status>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, Status>, bool) {
+        let now = Instant::now();
+        if now >= deadline {
+            return (status, false);
+        }
+        let (status, _) = self
+            .changed
+            .wait_timeout(status, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner);
+        (status, true)
+    }
+}
+
 impl Worker {
-    /// Starts the worker thread for `target`. It begins by recovering what
-    /// an earlier run left behind.
-    pub fn start(target: Target, policy: Policy) -> Result<Worker> {
-        let (tx, rx) = mpsc::channel();
-        let (done_tx, done) = mpsc::channel();
-        // Recovery looks at the directory before the main loop finishes any
+    /// Starts the worker thread for `target`, whose directory is `dir`
+    /// (opened once by the caller; every file operation goes through it).
+    /// It begins by recovering what an earlier run left behind.
+    pub fn start(target: Target, dir: Arc<Dir>, policy: Policy) -> Result<Worker> {
+        // Recovery lists the directory before the main loop finishes any
         // segment, so that a plain segment it finds is one an earlier run
         // left, never one that the main loop is also about to send.
-        let mut state = State::new(target, policy);
-        if let Err(e) = state.recover() {
-            crate::warning!("{e:#}");
-        }
+        let queue = recover(&dir, &target.name, policy.gzip.is_some());
+        let hooks = policy.on_rotate.clone().and_then(|command| {
+            Hooks::start(command)
+                .map_err(|e| crate::warning!("unable to start the --on-rotate runner: {e}"))
+                .ok()
+        });
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                queue: queue.into(),
+                unsynced: Vec::new(),
+                dir: dir.clone(),
+                dir_changed: false,
+                shutdown: false,
+                stopped: false,
+                committing: false,
+                exited: false,
+            }),
+            changed: Condvar::new(),
+            died: AtomicBool::new(false),
+        });
+        let name = target.name.clone();
+        let compressing = policy.gzip.is_some();
+        let retention = policy.retention.is_active();
+        let state = State {
+            shared: shared.clone(),
+            hooks: hooks.as_ref().map(Hooks::queue),
+            state_name: target.state().file_name().map(OsString::from),
+            target,
+            dir,
+            policy,
+            last_sync: Instant::now(),
+            gzip: None,
+            retry: None,
+        };
         let thread = thread::Builder::new()
             .name("logpipe-worker".into())
             .spawn(move || {
-                state.run(rx);
-                let _ = done_tx.send(());
+                let shared = state.shared.clone();
+                let _exit = Exit {
+                    shared: &shared,
+                    hooks: state.hooks.clone(),
+                };
+                state.run();
             })
             .context("unable to start the worker thread")?;
-        Ok(Worker { tx, done, thread })
+        Ok(Worker {
+            shared,
+            thread,
+            hooks,
+            name,
+            compressing,
+            retention,
+            reported: Cell::new((false, false)),
+        })
     }
 
-    /// Queues a segment the main loop has just finished.
+    /// Queues a segment the main loop has just finished. Never waits for
+    /// the disk: the lock is held by the worker only for bookkeeping.
     pub fn finished(&self, id: SegmentId) {
-        // A worker that is gone has said why on stderr; logging goes on.
-        let _ = self.tx.send(Msg::Finished(id));
+        let mut status = self.shared.lock();
+        status.queue.push_back(id);
+        status.unsynced.push(id);
+        self.shared.changed.notify_all();
     }
 
-    /// Asks the worker to finish what is queued and waits for it at most
-    /// `timeout`. Returns false if it did not finish in time; what is left
-    /// is finished by the next start.
-    pub fn shutdown(self, timeout: Duration) -> bool {
-        let _ = self.tx.send(Msg::Shutdown);
-        match self.done.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = self.thread.join();
-                true
+    /// The target directory was removed and made again: use `dir` from
+    /// now on. Segments queued from the old one are gone, and skipped.
+    pub fn moved(&self, dir: Arc<Dir>) {
+        let mut status = self.shared.lock();
+        status.dir = dir;
+        status.dir_changed = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Reports, once each, a worker or hook thread that died (a panic);
+    /// logging goes on. Cheap enough for every pass of the main loop: two
+    /// atomic loads, no system call.
+    pub fn check(&self) {
+        let (mut worker, mut hooks) = self.reported.get();
+        if !worker && self.shared.died.load(Ordering::Relaxed) {
+            worker = true;
+            crate::warning!(
+                "the worker thread died; logging goes on, but for the rest of this run \
+                 finished segments {}",
+                self.consequences()
+            );
+        }
+        if !hooks && self.hooks.as_ref().is_some_and(Hooks::died) {
+            hooks = true;
+            crate::warning!(
+                "the --on-rotate thread died; logging goes on, but no more hooks run in this run"
+            );
+        }
+        self.reported.set((worker, hooks));
+    }
+
+    /// What becomes of finished segments once the worker thread is dead.
+    fn consequences(&self) -> String {
+        let mut what = vec!["are not fsynced by it"];
+        if self.compressing {
+            what.push("stay uncompressed on disk until the next start, which compresses them");
+        }
+        if self.hooks.is_some() {
+            what.push("get no --on-rotate");
+        }
+        if self.retention {
+            what.push("are not deleted by retention");
+        }
+        let last = what.pop().expect("one at least");
+        if what.is_empty() {
+            last.to_string()
+        } else {
+            format!("{} and {last}", what.join(", "))
+        }
+    }
+
+    /// Asks the worker to finish what is queued (compressions, then hooks)
+    /// and waits for it at most `timeout`. If that is not enough, commits
+    /// nothing more and says on stderr exactly what is left undone.
+    pub fn shutdown(self, timeout: Duration) -> Shutdown {
+        let deadline = Instant::now() + timeout;
+        {
+            let mut status = self.shared.lock();
+            status.shutdown = true;
+            self.shared.changed.notify_all();
+            while !status.exited {
+                let (next, waited) = self.shared.wait_until(status, deadline);
+                status = next;
+                if !waited {
+                    break;
+                }
             }
-            Err(RecvTimeoutError::Timeout) => false,
+        }
+        let hooks_done = self.hooks.as_ref().is_none_or(|h| h.wait(deadline));
+        let worker_done = self.shared.lock().exited;
+        let after = if self.shared.died.load(Ordering::Relaxed) {
+            "because the worker thread died".to_string()
+        } else if self.hooks.as_ref().is_some_and(Hooks::died) {
+            "because the --on-rotate thread died".to_string()
+        } else if worker_done && hooks_done {
+            let _ = self.thread.join();
+            if let Some(hooks) = self.hooks {
+                hooks.join();
+            }
+            return Shutdown::Finished;
+        } else {
+            format!("after --shutdown-timeout {}", Secs(timeout))
+        };
+        let left = self.stop();
+        left.report(&self, &after);
+        Shutdown::LeftUndone
+    }
+
+    /// Stops the worker and the hook runner where they are and collects
+    /// what is left.
+    fn stop(&self) -> Left {
+        let deadline = Instant::now() + SETTLE;
+        let mut status = self.shared.lock();
+        status.stopped = true;
+        self.shared.changed.notify_all();
+        while status.committing && !status.exited {
+            let (next, waited) = self.shared.wait_until(status, deadline);
+            status = next;
+            if !waited {
+                break;
+            }
+        }
+        let path = |id| {
+            status
+                .dir
+                .display(&inventory::name(&self.name, id, Form::Plain))
+        };
+        let mut left = Left {
+            committing: status
+                .committing
+                .then(|| status.queue.front().map(|&id| path(id)))
+                .flatten(),
+            ..Left::default()
+        };
+        let queued: Vec<PathBuf> = status
+            .queue
+            .iter()
+            .skip(usize::from(left.committing.is_some()))
+            .map(|&id| path(id))
+            .collect();
+        drop(status);
+        if self.compressing {
+            left.uncompressed = queued;
+        } else if self.hooks.is_some() {
+            left.hooks = queued;
+        }
+        if let Some(hooks) = &self.hooks {
+            let hooks = hooks.stop(SETTLE);
+            // Hooks queued before the segments the worker still held.
+            left.hooks.splice(0..0, hooks.pending);
+            left.running = hooks.running;
+        }
+        left
+    }
+}
+
+/// What [`Worker::shutdown`] left undone.
+#[derive(Debug, Default)]
+struct Left {
+    /// Plain segments that stay plain until the next start.
+    uncompressed: Vec<PathBuf>,
+    /// A segment whose commit did not finish in time: either form may be
+    /// left.
+    committing: Option<PathBuf>,
+    /// Segments whose hook did not run, and will not at the next start.
+    hooks: Vec<PathBuf>,
+    /// The hook left running, with its pid if known.
+    running: Option<(PathBuf, Option<u32>)>,
+}
+
+impl Left {
+    /// Says what is left, `after` what (`after --shutdown-timeout 5s`).
+    fn report(&self, worker: &Worker, after: &str) {
+        let hooked = worker.hooks.is_some();
+        if !self.uncompressed.is_empty() {
+            let state = if after.starts_with("after") {
+                "still running"
+            } else {
+                "stopped"
+            };
+            crate::warning!(
+                "compression {state} {after}: {} left uncompressed; the next start \
+                 compresses {}{}",
+                Paths(&self.uncompressed, "finished segment"),
+                if self.uncompressed.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+                if hooked {
+                    ", then runs --on-rotate for each"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Some(path) = &self.committing {
+            crate::warning!(
+                "{} was being renamed into place {after}: either it or its .gz is left; \
+                 if it is, the next start compresses it{}",
+                path.display(),
+                if hooked {
+                    " and runs its --on-rotate"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !self.hooks.is_empty() {
+            crate::warning!(
+                "--on-rotate not run {after}, and not run at the next start either, for {}",
+                Paths(&self.hooks, "segment")
+            );
+        }
+        if let Some((path, pid)) = &self.running {
+            let pid = pid.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"));
+            crate::warning!(
+                "--on-rotate for {} still running {after}: left running ({pid}), \
+                 with its stdout and stderr closed when logpipe exits",
+                path.display()
+            );
         }
     }
 }
 
+/// A duration as `5s` or `1.5s`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.subsec_nanos() == 0 {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}s", self.0.as_secs_f64())
+        }
+    }
+}
+
+/// `3 segments: a, b, c`, every path named.
+struct Paths<'a>(&'a [PathBuf], &'static str);
+
+impl fmt::Display for Paths<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Paths(paths, noun) = self;
+        let plural = if paths.len() == 1 { "" } else { "s" };
+        write!(f, "{} {noun}{plural} (", paths.len())?;
+        for (i, path) in paths.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", path.display())?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Removes stale temporaries and returns the plain segments an earlier run
+/// left uncompressed, oldest first. Errors are reported, not fatal.
+fn recover(dir: &Dir, name: &std::ffi::OsStr, compress: bool) -> Vec<SegmentId> {
+    let entries = match inventory::scan(dir, name) {
+        Ok(entries) => entries,
+        Err(e) => {
+            crate::warning!("unable to list {}: {e}", dir.path().display());
+            return Vec::new();
+        }
+    };
+    let stat = |name: &std::ffi::OsStr| dir.stat(name).ok().flatten();
+    let recovery = compress::recover(&entries, compress, stat);
+    for temp in &recovery.remove {
+        if let Err(e) = dir.unlink(temp)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            crate::warning!("unable to remove {}: {e}", dir.display(temp).display());
+        }
+    }
+    recovery.queue
+}
+
 /// The worker thread's own state.
 struct State {
+    shared: Arc<Shared>,
     target: Target,
+    /// The state file's name, synced with each batch.
+    state_name: Option<OsString>,
+    dir: Arc<Dir>,
     policy: Policy,
-    /// Segments to process, oldest first.
-    queue: VecDeque<SegmentId>,
-    /// Segments finished by the main loop and not fsynced yet.
-    unsynced: Vec<SegmentId>,
-    /// When [`State::sync_finished`] last synced a batch.
+    hooks: Option<hooks::Queue>,
+    /// When [`State::sync`] last synced a batch.
     last_sync: Instant,
-    hooks: Option<Hooks>,
     /// The compressor, made at the first segment to compress.
     gzip: Option<Gzip>,
     /// After a failure: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
 }
 
+/// What the worker does next.
+enum Next {
+    Sync(Vec<SegmentId>),
+    Process(SegmentId),
+    Stop,
+}
+
+/// Marks the worker thread ended, however it ends, and closes the hook
+/// queue so that the hooks already queued still run.
+struct Exit<'a> {
+    shared: &'a Shared,
+    hooks: Option<hooks::Queue>,
+}
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        let mut status = self.shared.lock();
+        if thread::panicking() || !(status.shutdown || status.stopped) {
+            self.shared.died.store(true, Ordering::Relaxed);
+        }
+        status.exited = true;
+        self.shared.changed.notify_all();
+        drop(status);
+        if let Some(hooks) = &self.hooks {
+            hooks.close();
+        }
+    }
+}
+
 impl State {
-    fn new(target: Target, policy: Policy) -> State {
-        let hooks = policy.on_rotate.clone().and_then(|command| {
-            Hooks::start(command)
-                .map_err(|e| crate::warning!("unable to start the --on-rotate runner: {e}"))
-                .ok()
-        });
-        State {
-            target,
-            policy,
-            queue: VecDeque::new(),
-            unsynced: Vec::new(),
-            last_sync: Instant::now(),
-            hooks,
-            gzip: None,
-            retry: None,
+    fn run(mut self) {
+        self.apply_retention();
+        loop {
+            match self.next() {
+                Next::Stop => break,
+                Next::Sync(ids) => self.sync(ids),
+                Next::Process(id) => self.process(id),
+            }
         }
     }
 
-    fn run(mut self, rx: Receiver<Msg>) {
-        self.apply_retention();
-        // `open`: the main loop may still send; `stopping`: it asked us to
-        // finish what is queued and stop.
-        let (mut open, mut stopping) = (true, false);
+    /// Waits for something to do.
+    fn next(&mut self) -> Next {
+        let shared = self.shared.clone();
+        let mut status = shared.lock();
         loop {
+            if status.stopped {
+                return Next::Stop;
+            }
+            if status.dir_changed {
+                status.dir_changed = false;
+                self.dir = status.dir.clone();
+                // What failed in the old directory may work in the new.
+                self.retry = None;
+            }
             let now = Instant::now();
             let retry_at = self.retry.map(|(at, _)| at);
-            let due = !self.queue.is_empty() && retry_at.is_none_or(|at| at <= now);
-            if !due {
-                // Nothing to compress now: the batch waiting for its fsync
-                // goes first.
-                self.sync_finished();
-                if (stopping || !open) && self.queue.is_empty() {
-                    break;
-                }
-                // Nothing to do now: wait for a message, or for the retry.
-                let msg = match (open, retry_at) {
-                    (true, None) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    (true, Some(at)) => rx.recv_timeout(at - now),
-                    (false, at) => {
-                        thread::sleep(at.map_or(Duration::ZERO, |at| at - now));
-                        Err(RecvTimeoutError::Timeout)
-                    }
-                };
-                match msg {
-                    Ok(msg) => self.take(msg, &mut stopping),
-                    Err(RecvTimeoutError::Disconnected) => open = false,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
+            let due = status
+                .queue
+                .front()
+                .copied()
+                .filter(|_| retry_at.is_none_or(|at| at <= now));
+            // Synced in batches: when there is nothing else to do, and at
+            // most every SYNC_EVERY while compressions wait, so that a
+            // flood of small segments does not cost three fsyncs each.
+            if !status.unsynced.is_empty()
+                && (due.is_none() || self.last_sync.elapsed() >= SYNC_EVERY)
+            {
+                return Next::Sync(std::mem::take(&mut status.unsynced));
             }
-            // Whatever else is waiting, without blocking.
-            loop {
-                match rx.try_recv() {
-                    Ok(msg) => self.take(msg, &mut stopping),
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                }
+            if let Some(id) = due {
+                return Next::Process(id);
             }
-            // Synced in batches: when there is nothing else to do (above),
-            // and at most every SYNC_EVERY while compressions wait, so that
-            // a flood of small segments does not cost three fsyncs each.
-            if self.last_sync.elapsed() >= SYNC_EVERY {
-                self.sync_finished();
+            if status.shutdown && status.queue.is_empty() {
+                return Next::Stop;
             }
-            if self.retry.is_none_or(|(at, _)| at <= Instant::now()) {
-                self.process_front();
-            }
-        }
-        if let Some(hooks) = self.hooks.take() {
-            hooks.finish();
-        }
-    }
-
-    fn take(&mut self, msg: Msg, stopping: &mut bool) {
-        match msg {
-            Msg::Finished(id) => {
-                self.queue.push_back(id);
-                self.unsynced.push(id);
-            }
-            Msg::Shutdown => *stopping = true,
+            status = match retry_at {
+                Some(at) => shared.wait_until(status, at).0,
+                None => shared
+                    .changed
+                    .wait(status)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
         }
     }
 
@@ -231,295 +603,351 @@ impl State {
     /// blocks are allocated in one journal transaction and the fsyncs that
     /// follow mostly find it committed: one commit per batch, not one per
     /// file. A failed fsync is reported, not retried (see
-    /// `Segment::sync_now`).
-    fn sync_finished(&mut self) {
-        if self.unsynced.is_empty() {
-            return;
-        }
+    /// `Segment::sync_now`). Files are opened read-only through the
+    /// directory, never through a link.
+    fn sync(&mut self, ids: Vec<SegmentId>) {
         self.last_sync = Instant::now();
         // With compression on, the `.gz` is what gets synced, once it is
         // made; the plain segment only has its writeback started, so that a
         // backlog of segments is not written and waited for twice.
         let sync_segments = self.policy.gzip.is_none();
-        let mut paths: Vec<(PathBuf, bool)> = self
-            .unsynced
-            .drain(..)
-            .map(|id| (self.target.segment(id), sync_segments))
+        let mut names: Vec<(OsString, bool)> = ids
+            .into_iter()
+            .map(|id| (self.segment_name(id), sync_segments))
             .collect();
-        paths.push((self.target.state(), true));
-        let mut files = Vec::with_capacity(paths.len());
-        for (path, sync) in paths {
-            match File::open(&path) {
+        names.extend(self.state_name.clone().map(|name| (name, true)));
+        let mut files = Vec::with_capacity(names.len());
+        for (name, sync) in names {
+            match self.dir.open_file(&name, Access::Read) {
                 Ok(file) => {
-                    start_writeback(&file);
+                    sys::start_writeback(&file);
                     if sync {
-                        files.push((file, path));
+                        files.push((file, name));
                     }
                 }
-                // Moved away already (a shipper): no longer ours to sync.
+                // Moved away already (a shipper), or its directory removed:
+                // no longer ours to sync.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => crate::warning!("unable to sync {}: {e}", path.display()),
+                Err(e) => crate::warning!("unable to sync {}: {e}", self.path(&name).display()),
             }
         }
-        for (file, path) in files {
+        for (file, name) in files {
             if let Err(e) = file.sync_data() {
-                crate::warning!("unable to sync {}: {e}", path.display());
+                crate::warning!("unable to sync {}: {e}", self.path(&name).display());
             }
         }
-        let dir = &self.target.dir;
-        if let Err(e) = File::open(dir).and_then(|dir| dir.sync_all()) {
-            crate::warning!("unable to sync directory {}: {e}", dir.display());
+        if let Err(e) = self.dir.sync() {
+            crate::warning!(
+                "unable to sync directory {}: {e}",
+                self.dir.path().display()
+            );
         }
     }
 
-    /// Processes the oldest queued segment, or schedules a retry.
-    fn process_front(&mut self) {
-        let Some(&id) = self.queue.front() else {
-            return;
+    fn segment_name(&self, id: SegmentId) -> OsString {
+        inventory::name(&self.target.name, id, Form::Plain)
+    }
+
+    fn path(&self, name: &std::ffi::OsStr) -> PathBuf {
+        self.dir.display(name)
+    }
+
+    /// Brings the oldest queued segment to its final form and hands it to
+    /// the hook, or schedules a retry.
+    fn process(&mut self, id: SegmentId) {
+        let shared = self.shared.clone();
+        // Asked right before the step that changes a final name: from then
+        // on, until the bookkeeping below, a shutdown report waits for it.
+        let mut commit = || {
+            let mut status = shared.lock();
+            status.committing = !status.stopped;
+            status.committing
         };
-        match self.finish(id) {
-            Ok(path) => {
-                self.queue.pop_front();
-                self.retry = None;
-                if let (Some(hooks), Some(path)) = (&self.hooks, path) {
-                    hooks.run(path);
-                }
-                self.apply_retention();
+        let result = match self.policy.gzip {
+            Some(level) => {
+                // Made at the first segment to compress, then kept for all.
+                let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
+                let name = &self.target.name;
+                compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit)
             }
-            Err(e) => {
+            None => self.check_plain(id),
+        };
+        // Diagnostics first, never under the lock: a write to a stalled
+        // stderr must not hold up the main loop's `finished`.
+        let hook = match result {
+            Ok(Outcome::Stopped) => None,
+            Ok(Outcome::Done(ref name)) => Some(name.clone()),
+            Ok(Outcome::Gone) => None,
+            Ok(Outcome::Kept(ref why)) => {
+                let name = self.segment_name(id);
+                crate::warning!("leaving {} uncompressed: {why}", self.path(&name).display());
+                Some(name)
+            }
+            Ok(Outcome::NotOurs(ref why)) => {
+                crate::warning!(
+                    "leaving {} alone: it {why}, so it is not a segment logpipe made",
+                    self.path(&self.segment_name(id)).display()
+                );
+                None
+            }
+            Err(ref e) => {
                 let wait = self
                     .retry
                     .map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
                 crate::warning!("{e:#}; retrying in {}s", wait.as_secs());
                 self.retry = Some((Instant::now() + wait, wait));
+                None
             }
-        }
-    }
-
-    /// Brings a finished segment to its final form; returns its final path,
-    /// or `None` if it is gone (moved away or deleted meanwhile).
-    fn finish(&mut self, id: SegmentId) -> Result<Option<PathBuf>> {
-        let plain = self.target.segment(id);
-        let Some(level) = self.policy.gzip else {
-            return Ok(plain.exists().then_some(plain));
         };
-        let gz = with_suffix(&plain, ".gz");
-        if !plain.exists() {
-            return Ok(gz.exists().then_some(gz));
+        let mut status = shared.lock();
+        let committed = std::mem::take(&mut status.committing);
+        shared.changed.notify_all();
+        if result.is_err()
+            || matches!(result, Ok(Outcome::Stopped))
+            || (status.stopped && !committed)
+        {
+            // Still queued: retried, or counted as left by a shutdown
+            // report.
+            return;
         }
-        if gz.exists() {
-            // A crash after the rename and before the unlink: keep the .gz
-            // only if it holds exactly the plain segment.
-            if same_content(&plain, &gz).unwrap_or(false) {
-                remove(&plain)?;
-                return Ok(Some(gz));
-            }
-            remove(&gz)?;
+        self.retry = None;
+        // Popped and handed to the hook in one step under the lock, so that
+        // a shutdown report counts it in exactly one place.
+        status.queue.pop_front();
+        if let (Some(hooks), Some(name)) = (&self.hooks, hook) {
+            hooks.push(self.path(&name));
         }
-        // Made at the first segment to compress, then kept for all.
-        let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
-        compress(gzip, &plain, &gz, self.policy.mode)?;
-        Ok(Some(gz))
+        drop(status);
+        self.apply_retention();
     }
 
-    /// Removes stale temporaries and queues the plain segments an earlier
-    /// run left uncompressed.
-    fn recover(&mut self) -> Result<()> {
-        let mut plain = Vec::new();
-        for (id, suffix, path) in self.scan()? {
-            match suffix.as_slice() {
-                b".gz.tmp" => remove(&path)?,
-                b"" if self.policy.gzip.is_some() => plain.push(id),
-                _ => {}
-            }
-        }
-        plain.sort();
-        self.queue.extend(plain);
-        Ok(())
+    /// Without compression, a plain segment is final as it is.
+    fn check_plain(&self, id: SegmentId) -> Result<Outcome> {
+        let name = self.segment_name(id);
+        let meta = self
+            .dir
+            .stat(&name)
+            .with_context(|| format!("unable to stat {}", self.path(&name).display()))?;
+        Ok(match meta {
+            None => Outcome::Gone,
+            Some(meta) => match compress::not_ours(&meta) {
+                None => Outcome::Done(name),
+                Some(why) => Outcome::NotOurs(why),
+            },
+        })
     }
 
-    /// Deletes what retention selects. Errors are reported, not fatal.
+    /// Deletes what retention selects, from one listing. Errors are
+    /// reported, not fatal.
     fn apply_retention(&self) {
         if !self.policy.retention.is_active() {
             return;
         }
-        let result = self.scan().map(|files| {
-            let mut found: Vec<Found> = Vec::new();
-            for (id, suffix, path) in &files {
-                if !matches!(suffix.as_slice(), b"" | b".gz") {
-                    continue;
-                }
-                let Ok(meta) = fs::metadata(path) else {
-                    continue;
-                };
-                let finished = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                match found.iter_mut().find(|f| f.id == *id) {
-                    Some(f) => f.bytes += meta.len(),
-                    None => found.push(Found {
-                        id: *id,
-                        bytes: meta.len(),
-                        finished,
-                    }),
-                }
+        let entries = match inventory::scan(&self.dir, &self.target.name) {
+            Ok(entries) => entries,
+            Err(e) => {
+                crate::warning!("unable to list {}: {e}", self.dir.path().display());
+                return;
             }
-            let victims = retention::select(&found, &self.policy.retention, SystemTime::now());
-            for (id, suffix, path) in &files {
-                if victims.contains(id)
-                    && matches!(suffix.as_slice(), b"" | b".gz")
-                    && let Err(e) = remove(path)
-                {
-                    crate::warning!("{e:#}");
-                }
+        };
+        let stat = |name: &std::ffi::OsStr| self.dir.stat(name).ok().flatten();
+        // The system clock, on purpose: see `retention`'s module docs.
+        let now = SystemTime::now();
+        for name in retention::plan(&entries, stat, &self.policy.retention, now) {
+            if let Err(e) = self.dir.remove_ours(&name) {
+                crate::warning!("unable to remove {}: {e}", self.path(&name).display());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::path::Path;
+
+    use jiff::civil::date;
+
+    fn id(n: u64) -> SegmentId {
+        SegmentId {
+            date: date(2026, 11, 21),
+            n,
+        }
+    }
+
+    struct Fixture {
+        tmp: tempfile::TempDir,
+        target: Target,
+        dir: Arc<Dir>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let tmp = tempfile::tempdir().unwrap();
+            let target = Target::resolve(&tmp.path().join("current"), None).unwrap();
+            let dir = Arc::new(Dir::open(tmp.path()).unwrap());
+            Fixture { tmp, target, dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.tmp.path().join(name)
+        }
+
+        fn start(&self, policy: Policy) -> Worker {
+            Worker::start(self.target.clone(), self.dir.clone(), policy).unwrap()
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(self.tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    fn gzip_policy() -> Policy {
+        Policy {
+            gzip: Some(1),
+            mode: 0o640,
+            ..Policy::default()
+        }
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn start_recovers_and_shutdown_finishes_the_queue() {
+        let f = Fixture::new();
+        std::fs::write(f.path("current.2026-11-21.1"), "one\n").unwrap();
+        std::fs::write(f.path("current.2026-11-21.1.gz.tmp"), "half").unwrap();
+        std::fs::write(f.path("current.2026-11-21.2"), "two\n").unwrap();
+        let worker = f.start(gzip_policy());
+        std::fs::write(f.path("current.2026-11-21.3"), "three\n").unwrap();
+        worker.finished(id(3));
+        worker.check();
+        assert_eq!(worker.shutdown(Duration::from_secs(60)), Shutdown::Finished);
+        assert_eq!(
+            f.names(),
+            [
+                "current.2026-11-21.1.gz",
+                "current.2026-11-21.2.gz",
+                "current.2026-11-21.3.gz"
+            ]
+        );
+        assert_eq!(gunzip(&f.path("current.2026-11-21.3.gz")), b"three\n");
+    }
+
+    #[test]
+    fn segments_of_a_removed_directory_are_skipped_after_a_move() {
+        let f = Fixture::new();
+        let worker = f.start(gzip_policy());
+        // The directory is replaced: the old descriptor sees nothing.
+        let old = f.tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        let moved = Arc::new(Dir::open(&old).unwrap());
+        std::fs::write(old.join("current.2026-11-21.2"), "two\n").unwrap();
+        worker.finished(id(1));
+        worker.moved(moved);
+        worker.finished(id(2));
+        assert_eq!(worker.shutdown(Duration::from_secs(60)), Shutdown::Finished);
+        assert_eq!(gunzip(&old.join("current.2026-11-21.2.gz")), b"two\n");
+    }
+
+    #[test]
+    fn a_stopped_worker_reports_what_is_left() {
+        let f = Fixture::new();
+        let (started, gate) = (f.tmp.path().join("started"), f.tmp.path().join("gate"));
+        // The first hook says it started, then waits for the gate.
+        let hook = format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.01; done; :",
+            started.display(),
+            gate.display()
+        );
+        let policy = Policy {
+            on_rotate: Some(hook),
+            ..gzip_policy()
+        };
+        for n in 1..=3 {
+            std::fs::write(f.path(&format!("current.2026-11-21.{n}")), "x\n").unwrap();
+        }
+        let worker = f.start(policy);
+        worker.finished(id(4)); // not there: gone, skipped
+        // Wait until all is done but the hooks, and the first hook runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !worker.shared.lock().queue.is_empty() || !started.exists() {
+            assert!(Instant::now() < deadline, "{:?}", f.names());
+            thread::sleep(Duration::from_millis(5));
+        }
+        let left = worker.stop();
+        assert!(left.uncompressed.is_empty(), "{left:?}");
+        assert!(left.committing.is_none());
+        let (running, pid) = left.running.expect("a hook runs");
+        assert_eq!(running, f.path("current.2026-11-21.1.gz"));
+        assert!(pid.is_some());
+        assert_eq!(
+            left.hooks,
+            [
+                f.path("current.2026-11-21.2.gz"),
+                f.path("current.2026-11-21.3.gz")
+            ]
+        );
+        // The running hook ends; no other starts.
+        std::fs::write(&gate, "").unwrap();
+        let hooks = worker.hooks.as_ref().unwrap();
+        assert!(hooks.wait(Instant::now() + Duration::from_secs(30)));
+        assert!(!hooks.died());
+    }
+
+    #[test]
+    fn a_dead_thread_is_noticed_without_a_system_call() {
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                queue: VecDeque::new(),
+                unsynced: Vec::new(),
+                dir: Arc::new(Dir::open(Path::new("/")).unwrap()),
+                dir_changed: false,
+                shutdown: false,
+                stopped: false,
+                committing: false,
+                exited: false,
+            }),
+            changed: Condvar::new(),
+            died: AtomicBool::new(false),
         });
-        if let Err(e) = result {
-            crate::warning!("{e:#}");
-        }
+        let theirs = shared.clone();
+        let thread = thread::spawn(move || {
+            let _exit = Exit {
+                shared: &theirs,
+                hooks: None,
+            };
+            panic!("a bug in the worker (this panic is expected by the test)");
+        });
+        assert!(thread.join().is_err());
+        assert!(shared.died.load(Ordering::Relaxed));
+        assert!(shared.lock().exited);
     }
 
-    /// This target's segment files in any form: id, suffix, path.
-    fn scan(&self) -> Result<Vec<(SegmentId, Vec<u8>, PathBuf)>> {
-        let dir = &self.target.dir;
-        let entries =
-            fs::read_dir(dir).with_context(|| format!("unable to list {}", dir.display()))?;
-        let mut files = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((id, suffix)) = naming::parse(self.target.name.as_bytes(), name.as_bytes())
-            {
-                files.push((id, suffix.to_vec(), entry.path()));
-            }
-        }
-        Ok(files)
+    #[test]
+    fn durations_and_path_lists_read_well() {
+        assert_eq!(Secs(Duration::from_secs(5)).to_string(), "5s");
+        assert_eq!(Secs(Duration::from_millis(1500)).to_string(), "1.5s");
+        let paths = [PathBuf::from("out/a"), PathBuf::from("out/b")];
+        assert_eq!(
+            Paths(&paths, "segment").to_string(),
+            "2 segments (out/a, out/b)"
+        );
+        assert_eq!(
+            Paths(&paths[..1], "segment").to_string(),
+            "1 segment (out/a)"
+        );
     }
-}
-
-/// Compresses `plain` into `gz` through `gz.tmp`: the encoder is finished
-/// and checked, the file synced and renamed, the directory synced, and only
-/// then is `plain` removed. On failure the temporary is removed and `plain`
-/// stays.
-fn compress(gzip: &mut Gzip, plain: &Path, gz: &Path, mode: u32) -> Result<()> {
-    let tmp = with_suffix(gz, ".tmp");
-    let result = (|| -> io::Result<()> {
-        let mut input = File::open(plain)?;
-        let finished_at = input.metadata()?.modified()?;
-        let mut output = File::create(&tmp)?;
-        output.set_permissions(Permissions::from_mode(mode))?;
-        gzip.compress(&mut input, &mut output)?;
-        // Keep the time the segment was finished, as gzip does; retention
-        // by age reads it.
-        output.set_modified(finished_at)?;
-        output.sync_all()?;
-        fs::rename(&tmp, gz)?;
-        sync_dir(gz)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("unable to compress {}", plain.display()));
-    }
-    remove(plain)
-}
-
-/// Whether `gz` decompresses, in full and with a valid trailer, to exactly
-/// the bytes of `plain`.
-fn same_content(plain: &Path, gz: &Path) -> io::Result<bool> {
-    let mut a = BufReader::new(File::open(plain)?);
-    let mut b = GzDecoder::new(BufReader::new(File::open(gz)?));
-    let (mut buf_a, mut buf_b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
-    loop {
-        let n = read_full(&mut a, &mut buf_a)?;
-        let m = read_full(&mut b, &mut buf_b)?;
-        if n != m || buf_a[..n] != buf_b[..m] {
-            return Ok(false);
-        }
-        if n == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Removes a file; one already gone counts as removed.
-fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("unable to remove {}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Starts writing `file`'s dirty pages to disk without waiting for them
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a hint: the fsync that
-/// follows is what makes the data durable, so a failure is ignored.
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain system call on a descriptor we own, with integer
-    // arguments; it touches no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-/// Syncs the directory holding `path`, so a rename in it is durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
-}
-
-/// Runs `--on-rotate` hooks one at a time, in order, on their own thread,
-/// so a slow hook delays neither input nor the next compression.
-struct Hooks {
-    tx: Sender<PathBuf>,
-    thread: JoinHandle<()>,
-}
-
-impl Hooks {
-    fn start(command: String) -> io::Result<Hooks> {
-        let (tx, rx) = mpsc::channel::<PathBuf>();
-        let thread = thread::Builder::new()
-            .name("logpipe-hooks".into())
-            .spawn(move || {
-                for path in rx {
-                    if let Err(e) = run_hook(&command, &path) {
-                        crate::warning!("--on-rotate for {}: {e:#}", path.display());
-                    }
-                }
-            })?;
-        Ok(Hooks { tx, thread })
-    }
-
-    fn run(&self, path: PathBuf) {
-        let _ = self.tx.send(path);
-    }
-
-    /// Waits for the queued hooks to finish.
-    fn finish(self) {
-        drop(self.tx);
-        let _ = self.thread.join();
-    }
-}
-
-/// Runs `sh -c 'COMMAND "$@"' logpipe PATH`: the command as the user wrote
-/// it, with the path as its last argument.
-fn run_hook(command: &str, path: &Path) -> Result<()> {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{command} \"$@\""))
-        .arg("logpipe")
-        .arg(path)
-        .status()
-        .context("unable to start sh")?;
-    if !status.success() {
-        bail!("`{command}` failed: {status}");
-    }
-    Ok(())
 }

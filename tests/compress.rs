@@ -211,9 +211,10 @@ fn levels_1_and_9_round_trip_and_differ() {
 fn crash_leftovers_are_recovered_at_start() {
     // Stale `.gz.tmp` files are removed (also one whose plain segment is
     // gone), a plain segment is compressed, a plain segment with a valid
-    // `.gz` keeps only the `.gz`, one with a truncated or corrupt `.gz` is
-    // compressed again from the plain file, and a torn last line of the
-    // active file is closed with a newline.
+    // `.gz` keeps only the `.gz`, one with a truncated or corrupt `.gz`
+    // keeps both untouched with a warning (logpipe only ever renames a
+    // complete `.gz` into place, so that one is not logpipe's), and a torn
+    // last line of the active file is closed with a newline.
     let env = TestEnv::new();
     let out = env.path("out");
     fs::create_dir(&out).unwrap();
@@ -246,10 +247,40 @@ fn crash_leftovers_are_recovered_at_start() {
     let torn = b"a line torn by a kill, without its newl".to_vec();
     fs::write(out.join("current"), &torn).unwrap();
 
+    let strangers: Vec<(PathBuf, Vec<u8>)> = [5, 6]
+        .into_iter()
+        .map(|n| (with(n, ".gz"), fs::read(with(n, ".gz")).unwrap()))
+        .collect();
     let input = lines(0xc0_0200, 32 << 10);
     let run = env.run(&["--size", "1M", "out/"], &input);
     assert!(run.status.success(), "{run:?}");
 
+    let warnings: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(warnings.len(), 2, "{}", run.stderr);
+    for (warning, n) in warnings.iter().zip([5, 6]) {
+        let name = format!("current.{date}.{n}");
+        assert_eq!(
+            *warning,
+            format!(
+                "logpipe: warning: leaving out/{name} uncompressed: out/{name}.gz exists \
+                 and does not decompress to the segment's content"
+            )
+        );
+    }
+    for (path, bytes) in &strangers {
+        assert!(
+            fs::read(path).unwrap() == *bytes,
+            "{} changed",
+            path.display()
+        );
+        fs::remove_file(path).unwrap();
+    }
+    // With the strangers' files gone, all the rest is as it should be.
+    for n in [5, 6] {
+        let plain = fs::read(seg(n)).unwrap();
+        fs::write(with(n, ".gz"), gzip(&plain)).unwrap();
+        fs::remove_file(seg(n)).unwrap();
+    }
     let segments = assert_all_gzip(&env, "out/current");
     let got: Vec<(String, u64)> = segments.iter().map(|s| (s.date.clone(), s.n)).collect();
     let want: Vec<(String, u64)> = (2..=6).map(|n| (date.to_string(), n)).collect();

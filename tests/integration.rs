@@ -14,3 +14,4 @@ mod size;
 mod stamp;
 mod time;
 mod util;
+mod worker;
