@@ -137,22 +137,26 @@ impl Target {
         self.dir.join(name)
     }
 
-    /// The longest suffix logpipe puts after the active file's name:
-    /// `.YYYY-MM-DD.N.gz.tmp` with N as long as a u64 gets.
-    pub const LONGEST_SUFFIX: usize = ".2026-11-21.".len() + 20 + ".gz.tmp".len();
+    /// The shortest suffix a segment's files need after the active file's
+    /// name: `.YYYY-MM-DD.1.gz.tmp` (the temporary of the first compressed
+    /// segment of a day).
+    pub const SHORTEST_SUFFIX: usize = ".2026-11-21.1.gz.tmp".len();
 
-    /// Checks that every name logpipe may give a file of this target fits
-    /// in a file name (255 bytes on Linux filesystems): a name that cannot
-    /// fit would fail at the first rotation, hours into the run.
+    /// Checks that the active file's name leaves room for a segment suffix
+    /// in a file name (255 bytes on Linux filesystems): a name that can
+    /// never fit would fail at the first rotation, hours into the run. (A
+    /// name that fits the first numbers but not longer ones fails when N
+    /// grows: that error stops logpipe with exit 1, as no wait can cure
+    /// it.)
     pub fn check_name_fits(&self) -> Result<(), String> {
         const NAME_MAX: usize = 255;
         let len = self.name.len();
-        if len + Self::LONGEST_SUFFIX > NAME_MAX {
+        if len + Self::SHORTEST_SUFFIX > NAME_MAX {
             return Err(format!(
-                "the active file name '{}' is {len} bytes long; with a segment suffix (up to {} bytes) it would not fit in a file name ({NAME_MAX} bytes): use at most {} bytes",
+                "the active file name '{}' is {len} bytes long; a segment name adds at least {} bytes and a file name holds {NAME_MAX}: use at most {} bytes",
                 self.name.to_string_lossy(),
-                Self::LONGEST_SUFFIX,
-                NAME_MAX - Self::LONGEST_SUFFIX
+                Self::SHORTEST_SUFFIX,
+                NAME_MAX - Self::SHORTEST_SUFFIX
             ));
         }
         Ok(())

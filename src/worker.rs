@@ -135,6 +135,24 @@ struct Status {
 }
 
 impl Shared {
+    /// A worker's shared state with `queue` to do in `dir`.
+    fn new(queue: VecDeque<SegmentId>, dir: Arc<Dir>) -> Shared {
+        Shared {
+            status: Mutex::new(Status {
+                queue,
+                unsynced: Vec::new(),
+                dir,
+                dir_changed: false,
+                shutdown: false,
+                stopped: false,
+                committing: false,
+                exited: false,
+            }),
+            changed: Condvar::new(),
+            died: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Status> {
         // A panic on the worker thread leaves the queue as it was.
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
@@ -172,20 +190,7 @@ impl Worker {
                 .map_err(|e| crate::warning!("unable to start the --on-rotate runner: {e}"))
                 .ok()
         });
-        let shared = Arc::new(Shared {
-            status: Mutex::new(Status {
-                queue: queue.into(),
-                unsynced: Vec::new(),
-                dir: dir.clone(),
-                dir_changed: false,
-                shutdown: false,
-                stopped: false,
-                committing: false,
-                exited: false,
-            }),
-            changed: Condvar::new(),
-            died: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(queue.into(), dir.clone()));
         let name = target.name.clone();
         let compressing = policy.gzip.is_some();
         let retention = policy.retention.is_active();
@@ -909,20 +914,10 @@ mod tests {
 
     #[test]
     fn a_dead_thread_is_noticed_without_a_system_call() {
-        let shared = Arc::new(Shared {
-            status: Mutex::new(Status {
-                queue: VecDeque::new(),
-                unsynced: Vec::new(),
-                dir: Arc::new(Dir::open(Path::new("/")).unwrap()),
-                dir_changed: false,
-                shutdown: false,
-                stopped: false,
-                committing: false,
-                exited: false,
-            }),
-            changed: Condvar::new(),
-            died: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(
+            VecDeque::new(),
+            Arc::new(Dir::open(Path::new("/")).unwrap()),
+        ));
         let theirs = shared.clone();
         let thread = thread::spawn(move || {
             let _exit = Exit {

@@ -224,7 +224,7 @@ fn the_lock_survives_the_directory_being_made_again() {
 #[test]
 fn a_name_too_long_for_segments_is_refused_at_start() {
     let env = TestEnv::new();
-    let name = "n".repeat(230);
+    let name = "n".repeat(236);
     let run = env.run(&["--name", &name, "--size", "4", "out/"], b"a\nb\nc\n");
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(
@@ -235,7 +235,7 @@ fn a_name_too_long_for_segments_is_refused_at_start() {
     );
     assert!(!env.path("out").exists(), "nothing created");
     // The longest name that fits works, through rotations.
-    let name = "n".repeat(255 - 39);
+    let name = "n".repeat(255 - ".2026-11-21.1.gz.tmp".len());
     let run = env.run(&["--name", &name, "--size", "4", "out/"], b"a\nb\nc\n");
     assert!(run.status.success(), "{run:?}");
     assert_eq!(env.collated(&format!("out/{name}")), b"a\nb\nc\n");

@@ -83,13 +83,8 @@ impl Active {
                 sys::euid()
             );
         }
-        let mut mid_line = false;
-        if meta.len > 0 {
-            let mut last = [0u8];
-            file.read_exact_at(&mut last, meta.len - 1)
-                .with_context(|| format!("unable to read {}", path.display()))?;
-            mid_line = last[0] != b'\n';
-        }
+        let mid_line = ends_mid_line(&file, meta.len)
+            .with_context(|| format!("unable to read {}", path.display()))?;
         let active = Active {
             dir,
             target,
@@ -198,13 +193,8 @@ impl Active {
             .open_or_create(&self.target.name, self.mode, Access::Append)
             .with_context(context)?;
         let meta = sys::meta(&file).with_context(context)?;
-        let mut mid_line = false;
-        if meta.len > 0 {
-            let mut last = [0u8];
-            file.read_exact_at(&mut last, meta.len - 1)
-                .with_context(|| format!("unable to read {}", path.display()))?;
-            mid_line = last[0] != b'\n';
-        }
+        let mid_line = ends_mid_line(&file, meta.len)
+            .with_context(|| format!("unable to read {}", path.display()))?;
         self.file = file;
         self.written = meta.len;
         self.mid_line = mid_line;
@@ -248,6 +238,17 @@ impl Active {
     pub fn mode(&self) -> u32 {
         self.mode
     }
+}
+
+/// Whether `file`, `len` bytes long, ends inside a line (its last byte is
+/// not a newline).
+fn ends_mid_line(file: &File, len: u64) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Whether the open active file (`meta`) is also linked as one of the
