@@ -229,7 +229,7 @@ fn a_name_too_long_for_segments_is_refused_at_start() {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(
         run.stderr
-            .contains(&format!("the active file name '{name}' is 230 bytes long")),
+            .contains(&format!("the active file name '{name}' is 236 bytes long")),
         "{}",
         run.stderr
     );
