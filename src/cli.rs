@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser};
 
 use crate::schedule::{self, Every};
 use crate::stamp::Format;
+use crate::units::{parse_duration, parse_file_mode, parse_size};
 
 const ABOUT: &str =
     "Write standard input to a log file, rolled by size into dated, numbered segments";
@@ -313,43 +314,6 @@ fn after_help_sections() -> roff::Roff {
     roff
 }
 
-const UNITS: &[(&str, u64)] = &[
-    ("", 1),
-    ("K", 1 << 10),
-    ("KiB", 1 << 10),
-    ("M", 1 << 20),
-    ("MiB", 1 << 20),
-    ("G", 1 << 30),
-    ("GiB", 1 << 30),
-    ("T", 1 << 40),
-    ("TiB", 1 << 40),
-];
-
-/// Parses a size such as `100M`, `512K`, `1GiB` or `4096`.
-///
-/// Every suffix is a power of 1024, as in rotatelogs and s6-log. Zero is
-/// refused: a segment must be able to hold something.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, suffix) = text.split_at(digits);
-    if number.is_empty() {
-        return Err("expected a number, optionally followed by K, M, G or T".into());
-    }
-    let Some(&(_, unit)) = UNITS.iter().find(|(name, _)| *name == suffix) else {
-        return Err(format!(
-            "unknown suffix '{suffix}' (use K, M, G, T, KiB, MiB, GiB or TiB)"
-        ));
-    };
-    let number: u64 = number.parse().map_err(|_| "number too large".to_string())?;
-    let size = number
-        .checked_mul(unit)
-        .ok_or_else(|| "size too large".to_string())?;
-    if size == 0 {
-        return Err("size must be greater than zero".into());
-    }
-    Ok(size)
-}
-
 /// How finished segments are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compress {
@@ -392,35 +356,6 @@ fn parse_fsync(text: &str) -> Result<Fsync, String> {
     }
 }
 
-/// Parses a duration: a whole number followed by s, m, h or d.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err("expected a number followed by s, m, h or d (like 30s or 7d)".into()),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .map(Duration::from_secs)
-        .ok_or_else(|| "expected a number followed by s, m, h or d (like 30s or 7d)".into())
-}
-
-/// Parses permission bits given in octal, such as `0640` or `600`.
-pub fn parse_file_mode(text: &str) -> Result<u32, String> {
-    let mode = u32::from_str_radix(text, 8)
-        .map_err(|_| "expected octal permission bits such as 0640".to_string())?;
-    if mode > 0o7777 {
-        return Err("permission bits go up to 7777".into());
-    }
-    Ok(mode)
-}
-
 /// Checks an active file name given with `--name`: one path component.
 fn parse_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text == "." || text == ".." || text.contains('/') {
@@ -440,63 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        let ok = [
-            ("1", 1),
-            ("4096", 4096),
-            ("512K", 512 << 10),
-            ("512KiB", 512 << 10),
-            ("100M", 100 << 20),
-            ("64MiB", 64 << 20),
-            ("1G", 1 << 30),
-            ("2GiB", 2 << 30),
-            ("1T", 1 << 40),
-        ];
-        for (text, want) in ok {
-            assert_eq!(parse_size(text), Ok(want), "{text}");
-        }
-        for bad in [
-            "",
-            "0",
-            "0M",
-            "12Q",
-            "M",
-            "-1",
-            "1.5M",
-            "1 M",
-            "99999999999999999999",
-            "16777216T",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad} should be refused");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        for bad in ["", "30", "s", "1.5h", "1w", "-1d", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
-        }
-    }
-
-    #[test]
     fn fsync_policies() {
         assert_eq!(parse_fsync("rotate"), Ok(Fsync::Rotate));
         assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
         assert_eq!(parse_fsync("5s"), Ok(Fsync::Every(Duration::from_secs(5))));
         for bad in ["", "0s", "never", "5"] {
             assert!(parse_fsync(bad).is_err(), "{bad} should be refused");
-        }
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_file_mode("0640"), Ok(0o640));
-        assert_eq!(parse_file_mode("600"), Ok(0o600));
-        for bad in ["", "8", "0x1", "77777", "rw-r-----"] {
-            assert!(parse_file_mode(bad).is_err(), "{bad} should be refused");
         }
     }
 

@@ -23,4 +23,5 @@ pub mod stamp;
 pub mod sys;
 pub mod target;
 pub mod tee;
+pub mod units;
 pub mod worker;
