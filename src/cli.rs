@@ -1,15 +1,16 @@
-//! Command-line arguments: the clap definition and the parsers for its
-//! values.
+//! Command-line arguments: the clap definition and the parsers for the
+//! values that only it uses (the units are in `units`, the man page and
+//! completions in `manpage`).
 //!
 //! Everything here is checked before logpipe touches the disk, so a bad
 //! value exits with status 2 (clap's own) and creates nothing.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
+use crate::manpage::Generate;
 use crate::schedule::{self, Every};
 use crate::stamp::Format;
 use crate::units::{parse_duration, parse_file_mode, parse_size};
@@ -193,125 +194,6 @@ pub struct Args {
     /// needed.
     #[arg(long, value_name = "WHAT", hide = true, exclusive = true)]
     pub generate: Option<Generate>,
-}
-
-/// What `--generate` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Generate {
-    /// The man page, logpipe(1), in roff.
-    Man,
-    /// A bash completion script.
-    Bash,
-    /// A zsh completion script.
-    Zsh,
-    /// A fish completion script.
-    Fish,
-}
-
-/// The man page or completion script `what`, made from the clap
-/// definition above, so it never falls behind `--help`.
-pub fn generate(what: Generate) -> Vec<u8> {
-    let cmd = Args::command();
-    let shell = match what {
-        Generate::Man => return man_page(cmd).into_bytes(),
-        Generate::Bash => clap_complete::Shell::Bash,
-        Generate::Zsh => clap_complete::Shell::Zsh,
-        Generate::Fish => clap_complete::Shell::Fish,
-    };
-    // clap_complete offers hidden options too (clap_mangen leaves them
-    // out), so completions get a command without them: no --debug-clock,
-    // no --generate.
-    let visible: Vec<clap::Arg> = cmd
-        .get_arguments()
-        .filter(|arg| !arg.is_hide_set())
-        .cloned()
-        .collect();
-    let mut visible = clap::Command::new("logpipe")
-        .version(env!("CARGO_PKG_VERSION"))
-        .args(visible);
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut visible, "logpipe", &mut out);
-    out
-}
-
-/// What roff writes before each piece it renders: a definition of the
-/// string `Aq` (an apostrophe) that the pieces use.
-const ROFF_PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
-
-/// The man page, logpipe(1): clap_mangen's sections, except for two things.
-/// The `.TH` line is written here, since clap_mangen drops its empty date
-/// argument and so shifts the version into the date's place; and the parts
-/// of AFTER_HELP become sections of their own (EXAMPLE, FILES, SIGNALS,
-/// EXIT STATUS) with their indented tables kept as laid out, where
-/// clap_mangen would fill all of it into one EXTRA section.
-fn man_page(cmd: clap::Command) -> String {
-    let mut page = format!(
-        ".TH LOGPIPE 1 \"\" \"{} {}\" \"User Commands\"\n{ROFF_PREAMBLE}",
-        cmd.get_name(),
-        cmd.get_version().unwrap_or_default(),
-    );
-    let man = clap_mangen::Man::new(cmd);
-    type Render = fn(&clap_mangen::Man, &mut dyn Write) -> std::io::Result<()>;
-    let parts: [Render; 6] = [
-        clap_mangen::Man::render_name_section,
-        clap_mangen::Man::render_synopsis_section,
-        clap_mangen::Man::render_description_section,
-        clap_mangen::Man::render_options_section,
-        |_, out| after_help_sections().to_writer(out),
-        clap_mangen::Man::render_version_section,
-    ];
-    for render in parts {
-        let mut part = Vec::new();
-        render(&man, &mut part).expect("writing to a Vec never fails");
-        let part = String::from_utf8(part).expect("clap and roff write UTF-8");
-        // Once, above, is enough (should roff change it, a repeat is
-        // harmless).
-        page.push_str(part.strip_prefix(ROFF_PREAMBLE).unwrap_or(&part));
-    }
-    page
-}
-
-/// AFTER_HELP as man page sections: a line at the left margin that ends in
-/// `:` is a heading, indented lines are kept as they are (tables), other
-/// lines are filled, and a blank line starts a paragraph.
-fn after_help_sections() -> roff::Roff {
-    let mut roff = roff::Roff::new();
-    let mut preformatted = false;
-    // A blank line starts a paragraph, unless a heading comes next.
-    let mut paragraph = false;
-    for line in AFTER_HELP.lines() {
-        let indented = line.starts_with(' ');
-        if preformatted && !indented {
-            roff.control("fi", []);
-            preformatted = false;
-        }
-        if line.is_empty() {
-            paragraph = true;
-            continue;
-        }
-        if let Some(heading) = line.strip_suffix(':').filter(|_| !indented) {
-            roff.control("SH", [heading.to_uppercase().as_str()]);
-            paragraph = false;
-            continue;
-        }
-        if std::mem::take(&mut paragraph) {
-            roff.control("PP", []);
-        }
-        if indented {
-            if !preformatted {
-                roff.control("nf", []);
-                preformatted = true;
-            }
-            // The section already indents; keep the columns after it.
-            roff.text([roff::roman(line.strip_prefix("  ").unwrap_or(line))]);
-        } else {
-            roff.text([roff::roman(line)]);
-        }
-    }
-    if preformatted {
-        roff.control("fi", []);
-    }
-    roff
 }
 
 /// How finished segments are compressed.

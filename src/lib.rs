@@ -12,6 +12,7 @@ pub mod diag;
 pub mod gzip;
 pub mod inventory;
 pub mod lock;
+pub mod manpage;
 pub mod naming;
 pub mod numbering;
 pub mod reader;
