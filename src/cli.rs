@@ -13,7 +13,9 @@ use clap::Parser;
 use crate::manpage::Generate;
 use crate::schedule::{self, Every};
 use crate::stamp::Format;
-use crate::units::{parse_duration, parse_file_mode, parse_size};
+use crate::units::{
+    parse_duration, parse_file_mode, parse_positive_count, parse_positive_duration, parse_size,
+};
 
 const ABOUT: &str =
     "Write standard input to a log file, rolled by size into dated, numbered segments";
@@ -142,12 +144,12 @@ pub struct Args {
     /// Keep at most N finished segments; delete the oldest.
     ///
     /// Retention is off unless asked: by default logpipe deletes nothing.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_positive_count)]
     pub keep: Option<u64>,
 
     /// Delete finished segments finished longer ago than DURATION (like
     /// 30d, 12h, 90m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub max_age: Option<Duration>,
 
     /// Keep the finished segments' total size at most SIZE; delete the
@@ -160,7 +162,7 @@ pub struct Args {
     ///
     /// Hooks run one at a time, in segment order, without holding up input;
     /// a failure is reported on stderr and nothing else.
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = parse_command)]
     pub on_rotate: Option<String>,
 
     /// When to fsync the active file: `rotate` (before each segment is
@@ -238,6 +240,16 @@ fn parse_fsync(text: &str) -> Result<Fsync, String> {
     }
 }
 
+/// Checks a shell command given with `--on-rotate`. The hook runs
+/// `sh -c 'CMD "$@"' logpipe SEGMENT`, so an empty CMD would have the shell
+/// try to run each segment itself as a program.
+fn parse_command(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("expected a shell command, not an empty one".into());
+    }
+    Ok(text.to_string())
+}
+
 /// Checks an active file name given with `--name`: one path component.
 fn parse_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text == "." || text == ".." || text.contains('/') {
@@ -263,6 +275,14 @@ mod tests {
         assert_eq!(parse_fsync("5s"), Ok(Fsync::Every(Duration::from_secs(5))));
         for bad in ["", "0s", "never", "5"] {
             assert!(parse_fsync(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse_command("gzip -t"), Ok("gzip -t".into()));
+        for bad in ["", " ", "\t\n "] {
+            assert!(parse_command(bad).is_err(), "{bad:?} should be refused");
         }
     }
 

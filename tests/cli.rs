@@ -79,6 +79,56 @@ fn usage_errors_exit_2_and_create_nothing() {
             &["--max-total", "0", "out/"],
             "invalid value '0' for '--max-total <SIZE>'",
         ),
+        // Retention that deletes every segment as soon as it is finished
+        // is refused, the same way for all three options.
+        (
+            &["--keep", "0", "out/"],
+            "invalid value '0' for '--keep <N>': the count must be at least 1",
+        ),
+        (
+            &["--max-age", "0s", "out/"],
+            "invalid value '0s' for '--max-age <DURATION>': the duration must be greater than zero",
+        ),
+        (
+            &["--max-age", "0d", "out/"],
+            "invalid value '0d' for '--max-age <DURATION>': the duration must be greater than zero",
+        ),
+        (
+            &["--max-total", "0K", "out/"],
+            "invalid value '0K' for '--max-total <SIZE>': size must be greater than zero",
+        ),
+        // An empty hook would have sh run each segment as a program.
+        (
+            &["--on-rotate", "", "out/"],
+            "invalid value '' for '--on-rotate <CMD>': expected a shell command",
+        ),
+        (
+            &["--on-rotate", "  \t", "out/"],
+            "for '--on-rotate <CMD>': expected a shell command",
+        ),
+        // Set-user-ID, set-group-ID and sticky bits are never wanted on a
+        // log file or its directory (a root logpipe would make setuid root
+        // files).
+        (
+            &["--mode", "4755", "out/"],
+            "invalid value '4755' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--mode", "2640", "out/"],
+            "invalid value '2640' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--mode", "01640", "out/"],
+            "invalid value '01640' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--dir-mode", "1777", "out/"],
+            "invalid value '1777' for '--dir-mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--dir-mode", "2750", "out/"],
+            "invalid value '2750' for '--dir-mode <OCTAL>': permission bits go up to 0777",
+        ),
         (
             &["--shutdown-timeout", "5", "out/"],
             "invalid value '5' for '--shutdown-timeout <DURATION>'",
