@@ -67,49 +67,70 @@ Exit status:
   2  bad usage";
 
 /// The raw command line, as the user typed it.
+///
+/// Each option's doc comment is written for two readers: its first
+/// paragraph, one short line, is what `-h` shows (one line per option, as
+/// in ripgrep and fd: keep it under about 45 characters, since `-h` wraps
+/// at 100 columns and adds the default); the whole comment is what
+/// `--help` and the man page show. A default is given by clap's
+/// `[default: …]` only, never also in the text.
 #[derive(Parser, Debug)]
 #[command(
     name = "logpipe",
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_HELP
+    after_long_help = AFTER_HELP,
+    max_term_width = 100
 )]
 pub struct Args {
     /// Directory (DIR/ writes DIR/current) or active file path.
+    ///
+    /// A path ending in `/`, `/.` or `/..`, or naming an existing
+    /// directory, is a directory; anything else is the active file.
     #[arg(value_name = "TARGET")]
     pub target: PathBuf,
 
-    /// Name of the active file inside a directory TARGET.
+    /// Name of the active file in a directory TARGET.
     ///
-    /// Only for a directory TARGET. By default, this is `current`.
+    /// Only for a directory TARGET; without it the name is `current`.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub name: Option<String>,
 
-    /// Roll the active file before a write would take it past SIZE.
+    /// Roll before a write would pass SIZE.
     ///
     /// Plain bytes, or a number with K, M, G, T (or KiB, MiB, GiB, TiB):
-    /// all are powers of 1024. By default, this is 100M.
+    /// all are powers of 1024.
     #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
     pub size: u64,
 
-    /// Also roll at wall-clock boundaries: every INTERVAL, aligned to the
-    /// clock.
+    /// Also roll every INTERVAL, on the clock.
     ///
-    /// `1d` (midnight), `1h` (on the hour), `15m`, `30s`: any whole number
-    /// of s, m, h or d that divides a day evenly; or `never`. A boundary
-    /// rolls a non-empty active file even when no input arrives. By
-    /// default, this is 1d.
+    /// At wall-clock boundaries aligned to the clock: `1d` (midnight), `1h`
+    /// (on the hour), `15m`, `30s`: any whole number of s, m, h or d that
+    /// divides a day evenly; or `never`. A boundary rolls a non-empty
+    /// active file even when no input arrives.
     #[arg(long, value_name = "INTERVAL", default_value = "1d", value_parser = schedule::parse_every)]
     pub every: Every,
 
-    /// Use UTC for boundaries, segment dates and timestamps instead of the
-    /// local time zone (TZ, or /etc/localtime).
+    /// Use UTC instead of the local time zone.
+    ///
+    /// For boundaries, segment dates and timestamps. The local zone is the
+    /// one `TZ` names (a POSIX rule like `CET-1CEST,M3.5.0,M10.5.0/3`, or
+    /// a zone name like `Europe/Berlin`, found in the system's zoneinfo or
+    /// in the copy built into logpipe), or /etc/localtime when `TZ` is not
+    /// set.
     #[arg(long)]
     pub utc: bool,
 
-    /// Prefix each line with the time it was read, and a space.
-    #[arg(long, value_name = "FORMAT")]
+    /// Prefix lines with the time read: rfc3339, tai64n, unix.
+    ///
+    /// Each line gets the time it was read and a space: `rfc3339` is
+    /// `2026-11-21T14:03:07.123456Z` with --utc, else the local time and
+    /// offset (`2026-11-21T15:03:07.123456+01:00`); `tai64n` is
+    /// `@400000006b01a4a5075bca00`, as multilog and s6-log write it;
+    /// `unix` is seconds and microseconds, `1795269787.123456`.
+    #[arg(long, value_name = "FORMAT", hide_possible_values = true)]
     pub timestamp: Option<Format>,
 
     /// Testing only: start a manual clock at this instant; input lines
@@ -117,77 +138,99 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
-    /// What to do while writes fail (a full disk): `block` (pause reading,
-    /// so the producer waits, and resume where it stopped) or `drop`
-    /// (discard input, count it, and write a marker line when writes work
-    /// again; the producer never waits).
+    /// While writes fail: block, or drop input.
     ///
-    /// By default, this is block.
-    #[arg(long, value_name = "POLICY", default_value = "block")]
+    /// `block` pauses reading, so the producer waits, and resumes where it
+    /// stopped; `drop` discards input, counts it, and writes a marker line
+    /// when writes work again, so the producer never waits.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "block",
+        hide_possible_values = true
+    )]
     pub on_full: OnFull,
 
-    /// Also copy the input to standard output (after it is written to the
-    /// file). A closed standard output stops the copy, never the sink.
+    /// Also copy the input to standard output.
+    ///
+    /// The copy is made after the input is written to the file. A closed
+    /// standard output stops the copy, never the sink.
     #[arg(long)]
     pub tee: bool,
 
-    /// Compress finished segments, in a worker thread: gzip or none.
+    /// Compress finished segments: gzip or none.
     ///
-    /// By default, this is gzip.
-    #[arg(long, value_name = "METHOD", default_value = "gzip")]
+    /// In a worker thread: `gzip` turns `X` into `X.gz`; `none` leaves
+    /// segments as they are.
+    #[arg(
+        long,
+        value_name = "METHOD",
+        default_value = "gzip",
+        hide_possible_values = true
+    )]
     pub compress: Compress,
 
-    /// Gzip level, 1 (fastest) to 9 (smallest). By default, this is 6.
+    /// Gzip level, 1 (fastest) to 9 (smallest).
+    ///
+    /// Only for --compress gzip.
     #[arg(long, value_name = "LEVEL", default_value = "6", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub level: u32,
 
-    /// Keep at most N finished segments; delete the oldest.
+    /// Keep at most N finished segments.
     ///
-    /// Retention is off unless asked: by default logpipe deletes nothing.
+    /// The oldest are deleted first. Retention is off unless asked: without
+    /// --keep, --max-age or --max-total logpipe deletes nothing.
     #[arg(long, value_name = "N", value_parser = parse_positive_count)]
     pub keep: Option<u64>,
 
-    /// Delete finished segments finished longer ago than DURATION (like
-    /// 30d, 12h, 90m).
+    /// Delete segments finished over DURATION ago.
+    ///
+    /// A whole number of s, m, h or d, like 30d, 12h or 90m.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub max_age: Option<Duration>,
 
-    /// Keep the finished segments' total size at most SIZE; delete the
-    /// oldest.
+    /// Keep finished segments within SIZE in total.
+    ///
+    /// The oldest are deleted first; SIZE as for --size.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_total: Option<u64>,
 
-    /// After each segment is finished (and compressed), run the shell
-    /// command CMD with the segment's path as its last argument.
+    /// Run CMD SEGMENT after each segment is finished.
     ///
-    /// Hooks run one at a time, in segment order, without holding up input;
-    /// a failure is reported on stderr and nothing else.
+    /// The shell command CMD runs with the finished (and compressed)
+    /// segment's path as its last argument. Hooks run one at a time, in
+    /// segment order, without holding up input; a failure is reported on
+    /// stderr and nothing else.
     #[arg(long, value_name = "CMD", value_parser = parse_command)]
     pub on_rotate: Option<String>,
 
-    /// When to fsync the active file: `rotate` (before each segment is
-    /// renamed, then its directory), `always` (after every write), or a
-    /// duration like `5s` (at most that much time of data at risk, checked
-    /// at least once a second), each with what `rotate` does.
+    /// When to fsync: rotate, always, or like 5s.
     ///
-    /// By default, this is rotate.
+    /// `rotate`: each finished segment is made durable soon after its
+    /// rename, without holding up the reading loop: the worker thread
+    /// fsyncs finished segments in batches (with compression, each `.gz`
+    /// once made), then the state file and the directory. The active file
+    /// is fsynced at exit. `always`: also after every write. A duration
+    /// like `5s`: also when data written that long ago is not synced yet,
+    /// checked at least once a second.
     #[arg(long, value_name = "WHEN", default_value = "rotate", value_parser = parse_fsync)]
     pub fsync: Fsync,
 
-    /// At the end, wait at most DURATION for queued compressions; what is
-    /// left is finished by the next start. By default, this is 30s.
+    /// Wait this long for compressions at exit.
+    ///
+    /// What is left is finished by the next start.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Permission bits, in octal, for files logpipe creates.
+    /// Permission bits of created files.
     ///
-    /// Set exactly, whatever the umask. By default, this is 0640.
+    /// In octal, at most 0777; set exactly, whatever the umask.
     #[arg(long, value_name = "OCTAL", default_value = "0640", value_parser = parse_file_mode)]
     pub mode: u32,
 
-    /// Permission bits, in octal, for directories logpipe creates.
+    /// Permission bits of created directories.
     ///
-    /// The umask applies, as for mkdir. By default, this is 0750.
+    /// In octal, at most 0777; the umask applies, as for mkdir.
     #[arg(long, value_name = "OCTAL", default_value = "0750", value_parser = parse_file_mode)]
     pub dir_mode: u32,
 
@@ -216,8 +259,9 @@ pub enum OnFull {
     Drop,
 }
 
-/// When the active file is fsynced, beyond the fsync of every segment
-/// before it is renamed and of its directory after.
+/// When the active file is fsynced, beyond what the worker does for every
+/// finished segment after its rename (an fsync of the segment, the state
+/// file and the directory, in batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
     /// Only at rotation and at exit.

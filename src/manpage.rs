@@ -68,11 +68,12 @@ fn man_page(cmd: clap::Command) -> String {
         .map(ToString::to_string)
         .unwrap_or_default();
     let after_help = after_help_sections(&after_help);
+    let synopsis = synopsis_section(&cmd);
     let man = clap_mangen::Man::new(cmd);
     type Render<'a> = &'a dyn Fn(&clap_mangen::Man, &mut dyn Write) -> std::io::Result<()>;
     let parts: [Render; 6] = [
         &clap_mangen::Man::render_name_section,
-        &clap_mangen::Man::render_synopsis_section,
+        &|_, out| synopsis.to_writer(out),
         &clap_mangen::Man::render_description_section,
         &clap_mangen::Man::render_options_section,
         &|_, out| after_help.to_writer(out),
@@ -87,6 +88,43 @@ fn man_page(cmd: clap::Command) -> String {
         page.push_str(part.strip_prefix(ROFF_PREAMBLE).unwrap_or(&part));
     }
     page
+}
+
+/// The SYNOPSIS section, with each option's value as `--help` names it
+/// (`[--size SIZE]`), where clap_mangen writes only `[--size]`. It uses the
+/// man macros made for this, `.SY` and `.OP` (groff and mandoc), which
+/// keep an option and its value on one line. Hidden options stay out, as
+/// in `--help`.
+fn synopsis_section(cmd: &clap::Command) -> roff::Roff {
+    let value_names = |arg: &clap::Arg| {
+        arg.get_value_names()
+            .map(|names| names.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|| vec![arg.get_id().to_string().to_uppercase()])
+            .join(" ")
+    };
+    let mut roff = roff::Roff::new();
+    roff.control("SH", ["SYNOPSIS"]);
+    roff.control("SY", [cmd.get_name()]);
+    for arg in cmd.get_arguments() {
+        if arg.is_hide_set() || arg.is_positional() {
+            continue;
+        }
+        let Some(long) = arg.get_long() else { continue };
+        // A control line's arguments are not escaped by roff: written as
+        // `\-`, a dash is a minus sign, which groff neither breaks at nor
+        // turns into a hyphen.
+        let option = format!("--{long}").replace('-', "\\-");
+        if arg.get_action().takes_values() {
+            roff.control("OP", [option.as_str(), value_names(arg).as_str()]);
+        } else {
+            roff.control("OP", [option.as_str()]);
+        }
+    }
+    for arg in cmd.get_positionals().filter(|arg| !arg.is_hide_set()) {
+        roff.text([roff::italic(value_names(arg))]);
+    }
+    roff.control("YS", []);
+    roff
 }
 
 /// The long help's closing text as man page sections: a line at the left

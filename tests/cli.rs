@@ -252,6 +252,87 @@ fn help_reads_like_a_man_page() {
     }
 }
 
+/// `logpipe ARGS` run with no terminal and no COLUMNS: its stdout.
+fn help_text(args: &[&str]) -> String {
+    let env = TestEnv::new();
+    let out = env.cmd(args).env_remove("COLUMNS").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn short_help_has_one_short_line_per_option() {
+    let help = help_text(&["-h"]);
+    for line in help.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: {line:?}");
+    }
+    // Every line of the option list starts an option: none wraps onto a
+    // second line, as in ripgrep's and fd's -h.
+    let options: Vec<&str> = help
+        .split("Options:\n")
+        .nth(1)
+        .expect("an Options section")
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(options.len() >= 18, "{help}");
+    for line in &options {
+        assert!(
+            line.starts_with("  -") || line.starts_with("      --"),
+            "a continuation line in -h: {line:?}\n{help}"
+        );
+    }
+    // Each default is said once, by clap, not again in the text.
+    for (help, flag) in [(&help, "-h"), (&help_text(&["--help"]), "--help")] {
+        assert!(!help.contains("By default, this is"), "{flag}:\n{help}");
+        for default in ["[default: 100M]", "[default: 6]", "[default: 30s]"] {
+            assert_eq!(help.matches(default).count(), 1, "{flag}: {default}");
+        }
+    }
+}
+
+#[test]
+fn long_help_keeps_the_long_text_and_wraps() {
+    let help = help_text(&["--help"]);
+    for line in help.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: {line:?}");
+    }
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for part in [
+        "Plain bytes, or a number with K, M, G, T",
+        "`drop` discards input, counts it",
+        "Hooks run one at a time",
+    ] {
+        assert!(words.contains(part), "--help lacks {part:?}:\n{help}");
+    }
+}
+
+#[test]
+fn fsync_help_says_the_worker_syncs_after_the_rename() {
+    // The worker thread fsyncs finished segments, after their rename, in
+    // batches with the state file and the directory (see the README);
+    // nothing is synced before the rename any more.
+    let help = help_text(&["--help"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let man = generated("man").replace("\\-", "-");
+    let man = man.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (what, text) in [("--help", &help), ("the man page", &man)] {
+        assert!(
+            !text.contains("before each segment is renamed"),
+            "{what} says fsync happens before the rename"
+        );
+        for part in [
+            "soon after its rename",
+            "the worker thread fsyncs finished segments in batches",
+            "then the state file and the directory",
+        ] {
+            assert!(text.contains(part), "{what} lacks {part:?}");
+        }
+    }
+}
+
 #[test]
 fn created_files_and_directories_get_the_modes_asked_for() {
     let env = TestEnv::new();
@@ -370,6 +451,27 @@ fn generate_man_prints_a_man_page_that_renders() {
         "EXIT STATUS",
     ] {
         assert!(text.contains(part), "rendered page lacks {part:?}:\n{text}");
+    }
+    // The synopsis names each option's value, and never breaks an option
+    // from its value or an option name at its dashes.
+    let synopsis: String = text
+        .split("SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split("DESCRIPTION").next())
+        .expect("a SYNOPSIS section")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for part in [
+        "logpipe [--name NAME] [--size SIZE] [--every INTERVAL] [--utc]",
+        "[--max-age DURATION]",
+        "[--shutdown-timeout DURATION]",
+        "[--dir-mode OCTAL] TARGET",
+    ] {
+        assert!(
+            synopsis.contains(part),
+            "synopsis lacks {part:?}: {synopsis}"
+        );
     }
 }
 
