@@ -575,3 +575,56 @@ fn generate_into_a_closed_pipe_is_not_an_error() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
 }
+
+#[test]
+fn readme_install_commands_work_as_written() {
+    // The README's block of `--generate` commands, run as written, except
+    // that / is the test directory: on a fresh system none of the target
+    // directories exist.
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("--generate man"))
+        .expect("a README block with the --generate commands");
+    let env = TestEnv::new();
+    let root = env.path("root");
+    fs::create_dir(&root).unwrap();
+    let root = root.to_str().unwrap();
+    let script = block
+        .replace(" /usr/", &format!(" {root}/usr/"))
+        .replace(" /etc/", &format!(" {root}/etc/"));
+    assert!(
+        block.match_indices(" /").all(|(at, _)| {
+            let path = &block[at + 2..];
+            path.starts_with("usr/") || path.starts_with("etc/")
+        }),
+        "a path the test does not move: {block}"
+    );
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_logpipe"))
+        .parent()
+        .unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("sh")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .current_dir(env.path(""))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}\n{out:?}");
+    for (file, start) in [
+        ("usr/local/share/man/man1/logpipe.1", ".TH LOGPIPE 1"),
+        ("usr/local/share/bash-completion/completions/logpipe", ""),
+        (
+            "usr/local/share/zsh/site-functions/_logpipe",
+            "#compdef logpipe",
+        ),
+        ("etc/fish/completions/logpipe.fish", ""),
+    ] {
+        let text = fs::read_to_string(env.path("root").join(file)).unwrap();
+        assert!(
+            text.len() > 100 && text.starts_with(start),
+            "{file}: {text}"
+        );
+    }
+}
