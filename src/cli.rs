@@ -30,7 +30,7 @@ compression. The producing program never holds a log file handle, and
 rotation never loses or splits a line.
 
 TARGET is either a directory (an existing directory, or any path ending in
-/), in which case the active file is DIR/current (see --name), or the path
+/ or /.), in which case the active file is DIR/current (see --name), or the path
 of the active file itself. Missing directories are created.";
 
 const AFTER_HELP: &str = "\
@@ -86,8 +86,9 @@ Exit status:
 pub struct Args {
     /// Directory (DIR/ writes DIR/current) or active file path.
     ///
-    /// A path ending in `/`, `/.` or `/..`, or naming an existing
-    /// directory, is a directory; anything else is the active file.
+    /// A path ending in `/` or `/.`, or naming an existing directory, is a
+    /// directory (one ending in `/..` must exist); anything else is the
+    /// active file.
     #[arg(value_name = "TARGET")]
     pub target: PathBuf,
 

@@ -163,6 +163,15 @@ fn usage_errors_exit_2_and_create_nothing() {
             &["--generate", "man", "out/"],
             "the argument '--generate <WHAT>' cannot be used with",
         ),
+        // `x/..` steps out of a directory that is not there.
+        (
+            &["newd/.."],
+            "TARGET ends in '..' but is not an existing directory",
+        ),
+        (
+            &["newd/../"],
+            "TARGET ends in '..' but is not an existing directory",
+        ),
         (&["--bogus", "out/"], "unexpected argument '--bogus'"),
         (&["out/", "more/"], "unexpected argument 'more/'"),
         (&[], "the following required arguments were not provided"),
@@ -627,4 +636,31 @@ fn readme_install_commands_work_as_written() {
             "{file}: {text}"
         );
     }
+}
+
+#[test]
+fn a_target_ending_in_a_dot_is_a_directory() {
+    for target in ["newd/.", "newd/./", "sub/newd/."] {
+        let env = TestEnv::new();
+        let run = env.run(&[target], b"a line\n");
+        assert!(run.status.success(), "{target}: {run:?}");
+        assert!(run.stderr.is_empty(), "{target}: {run:?}");
+        let dir = target.trim_end_matches('/').trim_end_matches("/.");
+        assert!(
+            env.path(dir).is_dir(),
+            "{target}: no directory {dir}:\n{}",
+            env.listing()
+        );
+        assert_eq!(
+            fs::read(env.path(dir).join("current")).unwrap(),
+            b"a line\n",
+            "{target}"
+        );
+    }
+    // An existing directory, reached through `..`, is used as it is.
+    let env = TestEnv::new();
+    fs::create_dir_all(env.path("logs/sub")).unwrap();
+    let run = env.run(&["logs/sub/.."], b"a line\n");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(fs::read(env.path("logs/current")).unwrap(), b"a line\n");
 }
