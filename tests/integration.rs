@@ -11,5 +11,6 @@ mod naming;
 mod retention;
 mod size;
 mod stamp;
+mod streams;
 mod time;
 mod util;
