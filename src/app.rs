@@ -145,8 +145,17 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             return write_available(stdin, &mut reader, out);
         }
         let timeout = wait_ms(now, out.segment.wake_at());
-        let ready = signals::wait(stdin.as_fd(), &out.signals, timeout)
-            .context("unable to wait for standard input")?;
+        // After end of input, only what the reader holds is left: no wait
+        // (a terminal is not readable again after its ^D was read).
+        let ready = if reader.at_end() {
+            signals::Ready {
+                input: true,
+                signal: false,
+            }
+        } else {
+            signals::wait(stdin.as_fd(), &out.signals, timeout)
+                .context("unable to wait for standard input")?
+        };
         if ready.signal {
             out.signals.drain();
         }
