@@ -26,3 +26,4 @@ pub mod target;
 pub mod tee;
 pub mod units;
 pub mod worker;
+pub mod zone;

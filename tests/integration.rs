@@ -14,3 +14,4 @@ mod stamp;
 mod streams;
 mod time;
 mod util;
+mod zone;
