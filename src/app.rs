@@ -173,8 +173,17 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
             return write_available(stdin, &mut reader, out);
         }
         let timeout = wait_ms(now, out.sink.wake_at());
-        let ready = wait::wait(stdin.as_fd(), &out.signals, timeout)
-            .context("unable to wait for standard input")?;
+        // After end of input, only what the reader holds is left: no wait
+        // (a terminal is not readable again after its ^D was read).
+        let ready = if reader.at_end() {
+            wait::Ready {
+                input: true,
+                signal: false,
+            }
+        } else {
+            wait::wait(stdin.as_fd(), &out.signals, timeout)
+                .context("unable to wait for standard input")?
+        };
         if ready.signal {
             out.signals.drain();
         }
@@ -234,25 +243,9 @@ fn close_input(stdin: File) {
     }
 }
 
-/// The local time zone (`TZ`, or the system's), or UTC with a warning when
-/// there is none to be found.
-///
-/// Without `TZ`, `/etc/localtime` is read as it is. jiff's `try_system`
-/// would also find the zone's name in its database, which it first builds
-/// by listing all of /usr/share/zoneinfo: about 2 million instructions and
-/// 0.3 MiB of peak memory at every start, for a name logpipe never shows.
+/// The local time zone (see `zone`).
 fn local_zone() -> TimeZone {
-    const LOCALTIME: &str = "/etc/localtime";
-    if std::env::var_os("TZ").is_none()
-        && let Ok(data) = std::fs::read(LOCALTIME)
-        && let Ok(tz) = TimeZone::tzif(LOCALTIME, &data)
-    {
-        return tz;
-    }
-    TimeZone::try_system().unwrap_or_else(|e| {
-        crate::warning!("unable to find the local time zone, using UTC: {e}");
-        TimeZone::UTC
-    })
+    crate::zone::local()
 }
 
 /// Milliseconds until `wake_at` (rounded up, so the loop does not wake just

@@ -5,7 +5,8 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, error::ErrorKind};
-use logpipe::cli::{self, Args, Generate};
+use logpipe::cli::Args;
+use logpipe::manpage::{self, Generate};
 use logpipe::target::Target;
 
 fn main() -> ExitCode {
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
 fn print_generated(what: Generate) -> ExitCode {
     let mut stdout = io::stdout().lock();
     match stdout
-        .write_all(&cli::generate(what))
+        .write_all(&manpage::generate(what, Args::command()))
         .and_then(|()| stdout.flush())
     {
         Ok(()) => ExitCode::SUCCESS,

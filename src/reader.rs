@@ -115,6 +115,20 @@ impl<R: Read> LineReader<R> {
         Ok(Input::End)
     }
 
+    /// Whether the source has ended (a read returned 0 bytes) or
+    /// [`LineReader::end`] was called: [`LineReader::read`] will read no
+    /// more, and hands out what is buffered, then `End`, without waiting.
+    ///
+    /// The caller must not wait for the source to become readable again
+    /// then. A pipe at its end stays readable, but a terminal does not: at
+    /// a terminal, a line typed without its newline and ended with ^D is
+    /// read as those bytes, a second ^D as a read of 0 bytes, and after it
+    /// the terminal waits for more typing. Two ^D end the input, as for
+    /// `cat`, only if nothing waits for a third.
+    pub fn at_end(&self) -> bool {
+        self.eof
+    }
+
     /// Bytes read from the source so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
@@ -233,6 +247,30 @@ mod tests {
         assert_eq!(reader.bytes_read(), 12);
         reader.end();
         assert_eq!(reader.read().unwrap(), Input::Run(b"unfinished\n"));
+        assert_eq!(reader.read().unwrap(), Input::End);
+    }
+
+    #[test]
+    fn a_read_of_0_bytes_ends_the_input_at_once() {
+        // A terminal: `abc` then ^D is a read of "abc", a second ^D a read
+        // of 0 bytes; a third read would wait for more typing.
+        struct Terminal(Vec<&'static [u8]>);
+        impl Read for Terminal {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let chunk = self.0.remove(0);
+                buf[..chunk.len()].copy_from_slice(chunk);
+                Ok(chunk.len())
+            }
+        }
+        let mut reader = LineReader::with_capacity(Terminal(vec![b"x\n", b"abc", b""]), 64);
+        assert_eq!(reader.read().unwrap(), Input::Run(b"x\n"));
+        assert!(!reader.at_end());
+        assert_eq!(reader.read().unwrap(), Input::Partial);
+        assert!(!reader.at_end());
+        assert_eq!(reader.read().unwrap(), Input::Run(b"abc\n"));
+        assert!(reader.at_end());
+        // No third read: the terminal's list is empty, and `remove` would
+        // panic.
         assert_eq!(reader.read().unwrap(), Input::End);
     }
 

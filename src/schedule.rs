@@ -33,7 +33,7 @@ pub fn parse_every(text: &str) -> Result<Every, String> {
     if text == "never" {
         return Ok(Every::Never);
     }
-    let duration = crate::cli::parse_duration(text).map_err(|_| {
+    let duration = crate::units::parse_duration(text).map_err(|_| {
         "expected never, or a number followed by s, m, h or d (like 15m)".to_string()
     })?;
     u32::try_from(duration.as_secs())

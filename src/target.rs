@@ -29,8 +29,11 @@ pub struct Target {
 pub enum TargetError {
     /// `--name` was given, but TARGET names a file, not a directory.
     NameWithFileTarget,
-    /// TARGET has no file name (`..`, `/`).
+    /// TARGET has no file name (`/`, or a path that ends in nothing).
     NoFileName,
+    /// TARGET ends in `..` (`x/..`, `x/../`) and is not an existing
+    /// directory: what it means depends on a directory that is not there.
+    UnresolvedDotDot,
 }
 
 impl std::fmt::Display for TargetError {
@@ -42,6 +45,9 @@ impl std::fmt::Display for TargetError {
             TargetError::NoFileName => {
                 f.write_str("TARGET names no file; end it in / to use it as a directory")
             }
+            TargetError::UnresolvedDotDot => f.write_str(
+                "TARGET ends in '..' but is not an existing directory; name the directory without '..'",
+            ),
         }
     }
 }
@@ -49,8 +55,29 @@ impl std::fmt::Display for TargetError {
 impl Target {
     /// Resolves TARGET: a path ending in `/` or an existing directory holds
     /// `name` (default `current`); anything else is the active file.
+    ///
+    /// A path whose last component is `.` (`logs/.`, `logs/./`) is the
+    /// directory before it, made if missing, as with a trailing `/` (Rust's
+    /// `Path` drops that `.`, which made `logs/.` the active file `logs`).
+    /// One whose last component is `..` must be an existing directory: a
+    /// missing `x` in `x/..` would otherwise be made only to step back out
+    /// of it.
     pub fn resolve(target: &Path, name: Option<&str>) -> Result<Target, TargetError> {
-        let is_dir = target.as_os_str().as_bytes().ends_with(b"/") || target.is_dir();
+        let bytes = target.as_os_str().as_bytes();
+        let last = bytes.split(|&b| b == b'/').rfind(|c| !c.is_empty());
+        match last {
+            Some(b".") => {
+                // `components` leaves out every `.` but a leading one.
+                let dir: PathBuf = target.components().collect();
+                return Ok(Target {
+                    dir,
+                    name: name.unwrap_or(DEFAULT_NAME).into(),
+                });
+            }
+            Some(b"..") if !target.is_dir() => return Err(TargetError::UnresolvedDotDot),
+            _ => {}
+        }
+        let is_dir = bytes.ends_with(b"/") || target.is_dir();
         if is_dir {
             let name = name.unwrap_or(DEFAULT_NAME);
             return Ok(Target {
@@ -212,8 +239,57 @@ mod tests {
         );
         assert_eq!(
             Target::resolve(Path::new("/nonexistent-logpipe/.."), None).unwrap_err(),
-            TargetError::NoFileName
+            TargetError::UnresolvedDotDot
         );
+    }
+
+    #[test]
+    fn a_last_dot_makes_a_directory_target() {
+        for (target, dir) in [
+            ("newd/.", "newd"),
+            ("newd/./", "newd"),
+            ("newd/.//", "newd"),
+            ("a/./b/.", "a/b"),
+            ("./newd/.", "./newd"),
+            (".", "."),
+            ("./", "."),
+            ("/nonexistent-logpipe/.", "/nonexistent-logpipe"),
+            ("/.", "/"),
+        ] {
+            assert_eq!(
+                resolve(target, None),
+                (dir.into(), "current".into()),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            resolve("newd/.", Some("web")),
+            ("newd".into(), "web".into())
+        );
+    }
+
+    #[test]
+    fn a_last_dot_dot_must_be_an_existing_directory() {
+        // `/tmp/..` is `/`; `/` always exists.
+        assert_eq!(
+            resolve("/tmp/..", None),
+            ("/tmp/..".into(), "current".into())
+        );
+        assert_eq!(
+            resolve("/tmp/../", None),
+            ("/tmp/../".into(), "current".into())
+        );
+        for missing in [
+            "/nonexistent-logpipe/..",
+            "/nonexistent-logpipe/../",
+            "nonexistent-logpipe/..",
+        ] {
+            assert_eq!(
+                Target::resolve(Path::new(missing), None).unwrap_err(),
+                TargetError::UnresolvedDotDot,
+                "{missing}"
+            );
+        }
     }
 
     #[test]

@@ -79,6 +79,56 @@ fn usage_errors_exit_2_and_create_nothing() {
             &["--max-total", "0", "out/"],
             "invalid value '0' for '--max-total <SIZE>'",
         ),
+        // Retention that deletes every segment as soon as it is finished
+        // is refused, the same way for all three options.
+        (
+            &["--keep", "0", "out/"],
+            "invalid value '0' for '--keep <N>': the count must be at least 1",
+        ),
+        (
+            &["--max-age", "0s", "out/"],
+            "invalid value '0s' for '--max-age <DURATION>': the duration must be greater than zero",
+        ),
+        (
+            &["--max-age", "0d", "out/"],
+            "invalid value '0d' for '--max-age <DURATION>': the duration must be greater than zero",
+        ),
+        (
+            &["--max-total", "0K", "out/"],
+            "invalid value '0K' for '--max-total <SIZE>': size must be greater than zero",
+        ),
+        // An empty hook would have sh run each segment as a program.
+        (
+            &["--on-rotate", "", "out/"],
+            "invalid value '' for '--on-rotate <CMD>': expected a shell command",
+        ),
+        (
+            &["--on-rotate", "  \t", "out/"],
+            "for '--on-rotate <CMD>': expected a shell command",
+        ),
+        // Set-user-ID, set-group-ID and sticky bits are never wanted on a
+        // log file or its directory (a root logpipe would make setuid root
+        // files).
+        (
+            &["--mode", "4755", "out/"],
+            "invalid value '4755' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--mode", "2640", "out/"],
+            "invalid value '2640' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--mode", "01640", "out/"],
+            "invalid value '01640' for '--mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--dir-mode", "1777", "out/"],
+            "invalid value '1777' for '--dir-mode <OCTAL>': permission bits go up to 0777",
+        ),
+        (
+            &["--dir-mode", "2750", "out/"],
+            "invalid value '2750' for '--dir-mode <OCTAL>': permission bits go up to 0777",
+        ),
         (
             &["--shutdown-timeout", "5", "out/"],
             "invalid value '5' for '--shutdown-timeout <DURATION>'",
@@ -112,6 +162,15 @@ fn usage_errors_exit_2_and_create_nothing() {
         (
             &["--generate", "man", "out/"],
             "the argument '--generate <WHAT>' cannot be used with",
+        ),
+        // `x/..` steps out of a directory that is not there.
+        (
+            &["newd/.."],
+            "TARGET ends in '..' but is not an existing directory",
+        ),
+        (
+            &["newd/../"],
+            "TARGET ends in '..' but is not an existing directory",
         ),
         (&["--bogus", "out/"], "unexpected argument '--bogus'"),
         (&["out/", "more/"], "unexpected argument 'more/'"),
@@ -198,6 +257,87 @@ fn help_reads_like_a_man_page() {
         "--size <SIZE>",
     ] {
         assert!(help.contains(part), "--help lacks {part:?}:\n{help}");
+    }
+}
+
+/// `logpipe ARGS` run with no terminal and no COLUMNS: its stdout.
+fn help_text(args: &[&str]) -> String {
+    let env = TestEnv::new();
+    let out = env.cmd(args).env_remove("COLUMNS").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn short_help_has_one_short_line_per_option() {
+    let help = help_text(&["-h"]);
+    for line in help.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: {line:?}");
+    }
+    // Every line of the option list starts an option: none wraps onto a
+    // second line, as in ripgrep's and fd's -h.
+    let options: Vec<&str> = help
+        .split("Options:\n")
+        .nth(1)
+        .expect("an Options section")
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(options.len() >= 18, "{help}");
+    for line in &options {
+        assert!(
+            line.starts_with("  -") || line.starts_with("      --"),
+            "a continuation line in -h: {line:?}\n{help}"
+        );
+    }
+    // Each default is said once, by clap, not again in the text.
+    for (help, flag) in [(&help, "-h"), (&help_text(&["--help"]), "--help")] {
+        assert!(!help.contains("By default, this is"), "{flag}:\n{help}");
+        for default in ["[default: 100M]", "[default: 6]", "[default: 30s]"] {
+            assert_eq!(help.matches(default).count(), 1, "{flag}: {default}");
+        }
+    }
+}
+
+#[test]
+fn long_help_keeps_the_long_text_and_wraps() {
+    let help = help_text(&["--help"]);
+    for line in help.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: {line:?}");
+    }
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for part in [
+        "Plain bytes, or a number with K, M, G, T",
+        "`drop` discards input, counts it",
+        "Hooks run one at a time",
+    ] {
+        assert!(words.contains(part), "--help lacks {part:?}:\n{help}");
+    }
+}
+
+#[test]
+fn fsync_help_says_the_worker_syncs_after_the_rename() {
+    // The worker thread fsyncs finished segments, after their rename, in
+    // batches with the state file and the directory (see the README);
+    // nothing is synced before the rename any more.
+    let help = help_text(&["--help"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let man = generated("man").replace("\\-", "-");
+    let man = man.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (what, text) in [("--help", &help), ("the man page", &man)] {
+        assert!(
+            !text.contains("before each segment is renamed"),
+            "{what} says fsync happens before the rename"
+        );
+        for part in [
+            "soon after its rename",
+            "the worker thread fsyncs finished segments in batches",
+            "then the state file and the directory",
+        ] {
+            assert!(text.contains(part), "{what} lacks {part:?}");
+        }
     }
 }
 
@@ -320,6 +460,27 @@ fn generate_man_prints_a_man_page_that_renders() {
     ] {
         assert!(text.contains(part), "rendered page lacks {part:?}:\n{text}");
     }
+    // The synopsis names each option's value, and never breaks an option
+    // from its value or an option name at its dashes.
+    let synopsis: String = text
+        .split("SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split("DESCRIPTION").next())
+        .expect("a SYNOPSIS section")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for part in [
+        "logpipe [--name NAME] [--size SIZE] [--every INTERVAL] [--utc]",
+        "[--max-age DURATION]",
+        "[--shutdown-timeout DURATION]",
+        "[--dir-mode OCTAL] TARGET",
+    ] {
+        assert!(
+            synopsis.contains(part),
+            "synopsis lacks {part:?}: {synopsis}"
+        );
+    }
 }
 
 #[test]
@@ -421,4 +582,84 @@ fn generate_into_a_closed_pipe_is_not_an_error() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
+}
+
+#[test]
+fn readme_install_commands_work_as_written() {
+    // The README's block of `--generate` commands, run as written, except
+    // that / is the test directory: on a fresh system none of the target
+    // directories exist.
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("--generate man"))
+        .expect("a README block with the --generate commands");
+    let env = TestEnv::new();
+    let root = env.path("root");
+    fs::create_dir(&root).unwrap();
+    let root = root.to_str().unwrap();
+    let script = block
+        .replace(" /usr/", &format!(" {root}/usr/"))
+        .replace(" /etc/", &format!(" {root}/etc/"));
+    assert!(
+        block.match_indices(" /").all(|(at, _)| {
+            let path = &block[at + 2..];
+            path.starts_with("usr/") || path.starts_with("etc/")
+        }),
+        "a path the test does not move: {block}"
+    );
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_logpipe"))
+        .parent()
+        .unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("sh")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .current_dir(env.path(""))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}\n{out:?}");
+    for (file, start) in [
+        ("usr/local/share/man/man1/logpipe.1", ".TH LOGPIPE 1"),
+        ("usr/local/share/bash-completion/completions/logpipe", ""),
+        (
+            "usr/local/share/zsh/site-functions/_logpipe",
+            "#compdef logpipe",
+        ),
+        ("etc/fish/completions/logpipe.fish", ""),
+    ] {
+        let text = fs::read_to_string(env.path("root").join(file)).unwrap();
+        assert!(
+            text.len() > 100 && text.starts_with(start),
+            "{file}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_target_ending_in_a_dot_is_a_directory() {
+    for target in ["newd/.", "newd/./", "sub/newd/."] {
+        let env = TestEnv::new();
+        let run = env.run(&[target], b"a line\n");
+        assert!(run.status.success(), "{target}: {run:?}");
+        assert!(run.stderr.is_empty(), "{target}: {run:?}");
+        let dir = target.trim_end_matches('/').trim_end_matches("/.");
+        assert!(
+            env.path(dir).is_dir(),
+            "{target}: no directory {dir}:\n{}",
+            env.listing()
+        );
+        assert_eq!(
+            fs::read(env.path(dir).join("current")).unwrap(),
+            b"a line\n",
+            "{target}"
+        );
+    }
+    // An existing directory, reached through `..`, is used as it is.
+    let env = TestEnv::new();
+    fs::create_dir_all(env.path("logs/sub")).unwrap();
+    let run = env.run(&["logs/sub/.."], b"a line\n");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(fs::read(env.path("logs/current")).unwrap(), b"a line\n");
 }

@@ -12,6 +12,8 @@ mod retention;
 mod rootsafe;
 mod size;
 mod stamp;
+mod streams;
 mod time;
 mod util;
 mod worker;
+mod zone;
