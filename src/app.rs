@@ -9,25 +9,23 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use memchr::memchr;
 
-use crate::cli::{self, Args, Compress};
+use crate::cli;
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::lock;
 use crate::numbering::Numbering;
 use crate::onfull::OnFull;
 use crate::reader::{Input, LineReader};
-use crate::retention::Retention;
-use crate::schedule::Schedule;
 use crate::signals::Signals;
-use crate::sink::{Options, Sink};
+use crate::sink::Sink;
 use crate::stamp::Stamper;
 use crate::sys::{self, Dir, Kind};
 use crate::target::Target;
 use crate::tee::Tee;
 use crate::wait;
-use crate::worker::{Policy, Worker};
+use crate::worker::Worker;
 
 /// The pipe size asked for when standard input is a pipe: the largest an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
@@ -39,9 +37,20 @@ const PIPE_SIZE: usize = 1 << 20;
 /// of the wall clock is noticed within this many milliseconds.
 const MAX_WAIT_MS: i64 = 1000;
 
-/// Runs logpipe with parsed arguments until end of input.
-pub fn run(args: Args, target: Target) -> Result<()> {
-    target.create_dir(args.dir_mode)?;
+/// Runs logpipe until end of input.
+pub fn run(config: Config) -> Result<()> {
+    let Config {
+        target,
+        dir_mode,
+        sink: options,
+        on_full,
+        worker: policy,
+        clock,
+        stamper,
+        tee,
+        shutdown_timeout,
+    } = config;
+    target.create_dir(dir_mode)?;
     // The directory is opened once, here: a symlinked TARGET directory is
     // resolved now, and every file below is named relative to it.
     let dir = Arc::new(
@@ -49,33 +58,10 @@ pub fn run(args: Args, target: Target) -> Result<()> {
             .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
     );
     refuse_special_active(&dir, &target)?;
-    let lock = lock::acquire(&dir, &target, args.mode)?;
-    let numbering = Numbering::load(dir.clone(), &target, args.mode)?;
-    let tz = if args.utc {
-        TimeZone::UTC
-    } else {
-        local_zone()
-    };
-    let clock = args.debug_clock.map_or(Clock::System, Clock::Manual);
-    let options = Options {
-        size: args.size,
-        mode: args.mode,
-        schedule: Schedule::new(args.every, tz.clone()),
-        fsync: args.fsync,
-        dir_mode: args.dir_mode,
-    };
-    let policy = Policy {
-        gzip: (args.compress == Compress::Gzip).then_some(args.level),
-        mode: args.mode,
-        retention: Retention {
-            keep: args.keep,
-            max_age: args.max_age,
-            max_total: args.max_total,
-        },
-        on_rotate: args.on_rotate.clone(),
-    };
+    let lock = lock::acquire(&dir, &target, options.mode)?;
+    let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
     let signals = Rc::new(Signals::install()?);
-    let on_full = match args.on_full {
+    let on_full = match on_full {
         cli::OnFull::Block => OnFull::block(signals.clone()),
         cli::OnFull::Drop => OnFull::drop_input(),
     };
@@ -92,10 +78,8 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     let mut out = Output {
         clock,
         sink,
-        stamper: args
-            .timestamp
-            .map(|format| Stamper::new(format, tz, args.utc)),
-        tee: Tee::new(args.tee),
+        stamper,
+        tee: Tee::new(tee),
         signals,
     };
     let stdin = stdin_file()?;
@@ -111,7 +95,7 @@ pub fn run(args: Args, target: Target) -> Result<()> {
     hand_over(&mut out.sink, &worker);
     let closed = out.sink.close(out.clock.now());
     // What is left undone, the worker says itself.
-    let _ = worker.shutdown(args.shutdown_timeout);
+    let _ = worker.shutdown(shutdown_timeout);
     closed
 }
 
@@ -241,11 +225,6 @@ fn close_input(stdin: File) {
         Ok(()) => {}
         Err(e) => crate::warning!("unable to close standard input: {e}"),
     }
-}
-
-/// The local time zone (see `zone`).
-fn local_zone() -> TimeZone {
-    crate::zone::local()
 }
 
 /// Milliseconds until `wake_at` (rounded up, so the loop does not wake just

@@ -217,9 +217,11 @@ pub struct Args {
     #[arg(long, value_name = "WHEN", default_value = "rotate", value_parser = parse_fsync)]
     pub fsync: Fsync,
 
-    /// Wait this long for compressions at exit.
+    /// Wait this long for compressions and hooks at exit.
     ///
-    /// What is left is finished by the next start.
+    /// Segments left uncompressed are compressed by the next start, which
+    /// then runs their --on-rotate; a hook that did not run for a segment
+    /// already compressed does not run later. logpipe names both on stderr.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 

@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod compress;
+pub mod config;
 pub mod diag;
 pub mod gzip;
 pub mod hooks;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, error::ErrorKind};
 use logpipe::cli::Args;
+use logpipe::config::Config;
 use logpipe::manpage::{self, Generate};
 use logpipe::target::Target;
 
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
     if let Err(e) = target.check_name_fits() {
         Args::command().error(ErrorKind::InvalidValue, e).exit();
     }
-    match logpipe::app::run(args, target) {
+    match logpipe::app::run(Config::new(args, target)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` puts the whole chain on one line: what failed, then why.

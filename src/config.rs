@@ -1,0 +1,82 @@
+//! The configuration: the command line turned, once, into the values each
+//! part of logpipe takes. `app::run` reads nothing of `Args`.
+//!
+//! Every value was checked by clap's parsers already (exit 2 before
+//! anything is touched); what happens here cannot fail: the time zone is
+//! found (UTC, with a warning, when none is), and options are grouped by
+//! the part that uses them.
+
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use crate::cli::{Args, Compress, OnFull};
+use crate::clock::Clock;
+use crate::retention::Retention;
+use crate::schedule::Schedule;
+use crate::sink::Options;
+use crate::stamp::Stamper;
+use crate::target::Target;
+use crate::worker::Policy;
+
+/// Everything `app::run` needs.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the files live.
+    pub target: Target,
+    /// Permission bits of directories logpipe creates.
+    pub dir_mode: u32,
+    /// How the active file is written and rolled.
+    pub sink: Options,
+    /// What happens while writes fail.
+    pub on_full: OnFull,
+    /// What happens to finished segments.
+    pub worker: Policy,
+    /// The source of `now`: the system clock, or `--debug-clock`.
+    pub clock: Clock,
+    /// `--timestamp`: the prefix maker, in the configured zone.
+    pub stamper: Option<Stamper>,
+    /// `--tee`.
+    pub tee: bool,
+    /// How long the end waits for queued compressions and hooks.
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The configuration for `args` on the resolved `target`.
+    pub fn new(args: Args, target: Target) -> Config {
+        let tz = if args.utc {
+            TimeZone::UTC
+        } else {
+            crate::zone::local()
+        };
+        Config {
+            target,
+            dir_mode: args.dir_mode,
+            sink: Options {
+                size: args.size,
+                mode: args.mode,
+                schedule: Schedule::new(args.every, tz.clone()),
+                fsync: args.fsync,
+                dir_mode: args.dir_mode,
+            },
+            on_full: args.on_full,
+            worker: Policy {
+                gzip: (args.compress == Compress::Gzip).then_some(args.level),
+                mode: args.mode,
+                retention: Retention {
+                    keep: args.keep,
+                    max_age: args.max_age,
+                    max_total: args.max_total,
+                },
+                on_rotate: args.on_rotate,
+            },
+            clock: args.debug_clock.map_or(Clock::System, Clock::Manual),
+            stamper: args
+                .timestamp
+                .map(|format| Stamper::new(format, tz, args.utc)),
+            tee: args.tee,
+            shutdown_timeout: args.shutdown_timeout,
+        }
+    }
+}
