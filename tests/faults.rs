@@ -283,11 +283,12 @@ fn sigterm_and_sigint_write_the_waiting_input_and_exit_0() {
 
 /// After a SIGTERM, logpipe closes its input as soon as it stops reading,
 /// before the last sync and the wait for the worker: a producer that goes
-/// on writing gets EPIPE, so every line whose write succeeded is in the
-/// output. (It used to keep the pipe open while compression ran and drop
-/// what was written meanwhile.) Here an `--on-rotate` hook that waits for
-/// the test keeps logpipe waiting for its worker for as long as the test
-/// likes: the producer must be refused while logpipe waits.
+/// on writing gets EPIPE instead of having its lines accepted into a pipe
+/// that nobody will read. (It used to keep the pipe open while compression
+/// ran and drop what was written meanwhile.) Here an `--on-rotate` hook
+/// that waits for the test keeps logpipe waiting for its worker for as
+/// long as the test likes, and the producer writes again only once
+/// logpipe's standard input is /dev/null: nothing races with the signal.
 #[test]
 fn writes_after_sigterm_are_kept_or_refused_never_dropped() {
     let env = TestEnv::new();
@@ -315,51 +316,35 @@ fn writes_after_sigterm_are_kept_or_refused_never_dropped() {
     env.wait_until("the hook", Duration::from_secs(30), || {
         hook_started.exists()
     });
-    // A writer that goes on, as fast as the pipe takes its lines, until a
-    // write is refused.
-    let lines_accepted = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&lines_accepted);
-    let writer = thread::spawn(move || {
-        let mut accepted = Vec::new();
-        for i in 0.. {
-            let line = format!("after {i}\n");
-            match stdin.write_all(line.as_bytes()) {
-                Ok(()) => accepted.extend_from_slice(line.as_bytes()),
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return accepted,
-                Err(e) => panic!("write: {e}"),
-            }
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        unreachable!()
-    });
-    env.wait_until("the writer under way", Duration::from_secs(30), || {
-        lines_accepted.load(Ordering::Relaxed) >= 1000
-    });
+    let before = numbered(0, 1000);
+    stdin.write_all(&before).unwrap();
+    env.wait_until(
+        "the lines before the signal",
+        Duration::from_secs(30),
+        || fs::read(env.path("out/current")).is_ok_and(|b| b == before),
+    );
+
     send(libc::SIGTERM);
-    // The hook still holds logpipe: the writer must be refused meanwhile.
-    let mut refused_while_waiting = false;
-    for _ in 0..2000 {
-        if writer.is_finished() {
-            refused_while_waiting = true;
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    // logpipe stops reading and puts /dev/null in place of its input...
+    let input = format!("/proc/{pid}/fd/0");
+    env.wait_until("the input closed", Duration::from_secs(30), || {
+        fs::read_link(&input).is_ok_and(|to| to == Path::new("/dev/null"))
+    });
+    // ...while the hook still holds it: a write now must be refused.
+    let refused = stdin.write_all(&numbered(1000, 1));
     fs::write(&release, "").unwrap();
-    let accepted = writer.join().unwrap();
-    let run = env.finish(child, "logpipe, SIGTERM, writes going on");
+    let run = env.finish(child, "logpipe, SIGTERM, a write after it");
     assert!(run.status.success(), "{run:?}");
     assert!(
-        refused_while_waiting,
-        "the writer was not refused while logpipe waited for its hook"
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        "a write after logpipe closed its input: {refused:?}"
     );
-    let expected = [&b"first\n"[..], &accepted].concat();
-    let got = env.collated("out/current");
+    let expected = [&b"first\n"[..], &before].concat();
     assert!(
-        got == expected,
-        "{} bytes accepted after the first line, {} in the output after it",
-        accepted.len(),
-        got.len().saturating_sub(6)
+        env.collated("out/current") == expected,
+        "the output is not exactly the input written before the signal"
     );
 }
 
