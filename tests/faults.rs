@@ -981,6 +981,62 @@ fn a_read_only_directory_pauses_without_spinning() {
     );
 }
 
+/// The target directory made unwritable under a running logpipe by its
+/// permission bits (root ignores them, so as root logpipe runs as nobody):
+/// the next rotation pauses, saying so once, and everything resumes
+/// without loss once the directory is writable again. Needs no root, so
+/// the pause runs in every `cargo test`; the tests above add a real full
+/// disk and the wait between attempts.
+#[test]
+fn an_unwritable_directory_pauses_and_resumes_without_loss() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new();
+    let mut cmd = env.cmd(&["--compress", "none", "--size", "16K", "out/"]);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o777)).unwrap();
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = env.spawn_cmd(cmd);
+    let stderr = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let first = numbered(0, 100);
+    stdin.write_all(&first).unwrap();
+    env.wait_until("the first lines", Duration::from_secs(30), || {
+        fs::read(env.path("out/current")).is_ok_and(|b| b == first)
+    });
+    let out = env.path("out");
+    let mode = |bits| fs::set_permissions(&out, fs::Permissions::from_mode(bits)).unwrap();
+    mode(0o555);
+    // Enough for a rotation, which needs to write in the directory.
+    let second = numbered(100, 1000);
+    stdin.write_all(&second).unwrap();
+    env.wait_until("the pause", Duration::from_secs(30), || {
+        stderr.lock().unwrap().contains("pausing")
+    });
+    mode(0o755);
+    drop(stdin);
+    let run = env.finish(child, "logpipe in an unwritable directory");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        env.collated_sha("out/current"),
+        sha(&[first, second].concat())
+    );
+    let stderr = stderr.lock().unwrap().clone();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0]
+            .starts_with("logpipe: pausing: unable to write out/current.state: Permission denied"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("logpipe: info: resumed writing out/current after "),
+        "{stderr}"
+    );
+}
+
 /// A bind mount, unmounted when dropped.
 struct BindMount(PathBuf);
 

@@ -416,8 +416,8 @@ pub fn clock_line(at: &str) -> String {
 pub fn require_root(test: &str, why: &str) {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        euid == 0,
         "{test} needs root ({why}); it is #[ignore]d for that reason: run the \
          ignored tests as root (`sudo cargo test -- --ignored`, as CI does)"
     );
