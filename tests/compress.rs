@@ -604,9 +604,9 @@ struct CrashPlan {
 /// Repeated SIGKILLs lose at most a read buffer per kill, never reorder,
 /// leave only valid `.gz`: 40 kills, each within 30 ms of the start, with
 /// at most 8 MiB of input written for each instance. (Kills that soon catch
-/// logpipe mid-compression, between a `.gz`'s rename and the unlink of its
-/// plain segment, and mid-write about as often as the long run below does,
-/// at a fraction of the data.)
+/// logpipe mid-compression, and between a `.gz`'s rename and the unlink of
+/// its plain segment, about as often as the long run below does, at a
+/// twentieth of the data; mid-write, less often.)
 #[test]
 fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     crash_test(CrashPlan {
