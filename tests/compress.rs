@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use flate2::write::GzEncoder;
 
 use crate::corpus::Corpus;
 use crate::util::{
-    Seg, TestEnv, check_segments, collated_sha_of, ensure_program, segments_in, sha,
+    Seg, TestEnv, check_segments, collated_sha_of, require_program, segments_in, sha,
 };
 
 /// logpipe's read buffer (`reader::BUFFER_SIZE`): the most input one kill
@@ -94,7 +94,7 @@ fn few(items: &[String]) -> String {
 /// Runs the real `gzip -t` over `paths` (in batches), failing the test with
 /// gzip's own message if any file is not a complete, valid gzip stream.
 fn gzip_t(paths: &[PathBuf]) {
-    ensure_program("gzip", "gzip");
+    require_program("gzip", "gzip");
     for batch in paths.chunks(256) {
         let out = Command::new("gzip")
             .arg("-t")
@@ -135,7 +135,7 @@ fn assert_all_gzip(env: &TestEnv, active: &str) -> Vec<Seg> {
 /// Gzip over hundreds of rotations is byte-exact; every segment is a `.gz` passing `gzip -t`.
 #[test]
 fn gzip_round_trip_is_exact_over_hundreds_of_rotations() {
-    let mut input = corpus(0xc0_0001, 8 << 20);
+    let mut input = corpus(0xc0_0001, 4 << 20);
     input.extend_from_slice(b"the last line has no newline");
     let env = TestEnv::new();
     let run = env.run(&["--size", "16K", "out/"], &input);
@@ -145,7 +145,7 @@ fn gzip_round_trip_is_exact_over_hundreds_of_rotations() {
     input.push(b'\n');
     let segments = assert_all_gzip(&env, "out/current");
     let count = check_segments(&segments, 16 << 10);
-    assert!(count >= 400, "only {count} rotations");
+    assert!(count >= 200, "only {count} rotations");
     assert_eq!(env.collated_sha("out/current"), sha(&input));
     // The oversized single-line segments went through gzip too.
     assert!(segments.iter().any(|s| s.len() == 40 << 10));
@@ -180,11 +180,11 @@ fn compress_none_leaves_plain_segments_only() {
 /// `--level 1` and `--level 9` round-trip exactly through valid gzip, and 9 is smaller than 1.
 #[test]
 fn levels_1_and_9_round_trip_and_differ() {
-    let input = corpus(0xc0_0003, 4 << 20);
+    let input = corpus(0xc0_0003, 2 << 20);
     let mut compressed = BTreeMap::new();
     for level in ["1", "9"] {
         let env = TestEnv::new();
-        let run = env.run(&["--level", level, "--size", "64K", "out/"], &input);
+        let run = env.run(&["--level", level, "--size", "32K", "out/"], &input);
         assert!(run.status.success(), "--level {level}: {run:?}");
         assert_eq!(run.stderr, "", "--level {level}");
         let segments = assert_all_gzip(&env, "out/current");
@@ -303,7 +303,7 @@ fn crash_leftovers_are_recovered_at_start() {
 /// A backlog of plain segments at end of input is compressed before exit; byte-exact.
 #[test]
 fn the_backlog_drains_before_exit() {
-    let input = corpus(0xc0_0004, 20 << 20);
+    let input = corpus(0xc0_0004, 2 << 20);
     let env = TestEnv::new();
     let args = ["--level", "9", "--size", "4K", "out/"];
     let mut child = env.spawn(&args);
@@ -328,14 +328,18 @@ fn the_backlog_drains_before_exit() {
 
     let segments = assert_all_gzip(&env, "out/current");
     let count = check_segments(&segments, 4 << 10);
-    assert!(count >= 4000, "only {count} segments");
+    assert!(count >= 500, "only {count} segments");
     assert_eq!(env.collated_sha("out/current"), sha(&input));
 }
 
-/// `--shutdown-timeout 0s` exits at once with a warning, and the next start finishes the backlog.
+/// `--shutdown-timeout 0s` exits without waiting for the compressions still
+/// queued, with a warning, and the next start finishes the backlog.
 #[test]
 fn shutdown_timeout_zero_leaves_the_backlog_to_the_next_start() {
-    let input = corpus(0xc0_0005, 48 << 20);
+    // 16 MB in 256 KiB segments at level 9: read in a moment, compressed
+    // in a good part of a second, so segments are still queued at the end
+    // of input.
+    let input = corpus(0xc0_0005, 16 << 20);
     let env = TestEnv::new();
     let args = [
         "--shutdown-timeout",
@@ -346,34 +350,23 @@ fn shutdown_timeout_zero_leaves_the_backlog_to_the_next_start() {
         "256K",
         "out/",
     ];
-    let mut child = env.spawn(&args);
-    let mut stdin = child.stdin.take().unwrap();
-    let fed = input.clone();
-    thread::spawn(move || stdin.write_all(&fed).expect("feed logpipe"))
-        .join()
-        .unwrap();
-    let end_of_input = Instant::now();
-    let run = env.finish(child, "logpipe --shutdown-timeout 0s ...");
-    let exited_in = end_of_input.elapsed();
+    let run = env.run(&args, &input);
     assert!(run.status.success(), "{run:?}");
     assert!(
         run.stderr.contains("warning") && run.stderr.contains("compression still running"),
         "{:?}",
         run.stderr
     );
-    assert!(
-        exited_in < Duration::from_secs(5),
-        "took {exited_in:?} after end of input"
-    );
+    // It did not wait: segments it had queued are still plain.
     let files = segment_files(&env.path("out/current"));
     let plain = files.iter().filter(|f| !f.2).count();
     eprintln!(
-        "shutdown timeout 0: exited {exited_in:.2?} after end of input, {plain} of {} segments plain",
+        "shutdown timeout 0: {plain} of {} segments plain at exit",
         files.len()
     );
     assert!(
-        plain >= 5,
-        "only {plain} plain segments:\n{}",
+        plain >= 1,
+        "no plain segment left, so logpipe waited for the compressions:\n{}",
         env.listing()
     );
 
@@ -625,16 +618,60 @@ fn wait_for(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
-/// Repeated SIGKILLs lose at most a read buffer per kill, never reorder, leave only valid `.gz`.
+/// How hard a crash test pushes: how many instances it kills, how much
+/// input the writer may put into the pipe for each one, and when each one
+/// is killed.
+struct CrashPlan {
+    rounds: usize,
+    /// Bytes the writer may write per instance (it writes them as fast as
+    /// the pipe takes them, then waits for the next instance); `None`: no
+    /// limit, as much as each instance reads before its kill.
+    per_round: Option<u64>,
+    /// Each instance is killed this many milliseconds after its start, at
+    /// random within the range.
+    kill_after_ms: (u64, u64),
+}
+
+/// Repeated SIGKILLs lose at most a read buffer per kill, never reorder,
+/// leave only valid `.gz`: 40 kills, each within 30 ms of the start, with
+/// at most 8 MiB of input written for each instance. (Kills that soon catch
+/// logpipe mid-compression, and between a `.gz`'s rename and the unlink of
+/// its plain segment, about as often as the long run below does, at a
+/// twentieth of the data; mid-write, less often.)
 #[test]
 fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
-    // One pipe stays open across the instances, as under runsv, so what no
-    // instance read survives a kill. After the kills and a clean run: no
-    // temporary and no plain segment is left, every `.gz` is complete
-    // (checked after every kill, and with `gzip -t` at the end), lines are
-    // whole and in strictly increasing order, and lines go missing only
-    // where a kill left off, never more than one read buffer per kill.
-    const ROUNDS: usize = 36;
+    crash_test(CrashPlan {
+        rounds: 40,
+        per_round: Some(8 << 20),
+        kill_after_ms: (1, 30),
+    });
+}
+
+/// The same as [`sigkill_at_random_moments_loses_at_most_the_read_buffer`],
+/// longer: 36 kills with no limit on the input, about 1 GB and 30,000
+/// segments, all compressed at level 9 by the last, clean run.
+#[test]
+#[ignore = "slow: about a GB of input and minutes of compression; CI runs it"]
+fn sigkill_at_random_moments_loses_at_most_the_read_buffer_long() {
+    crash_test(CrashPlan {
+        rounds: 36,
+        per_round: None,
+        kill_after_ms: (20, 300),
+    });
+}
+
+/// Kills logpipe at random moments, `plan.rounds` times, then checks what
+/// the instances left together.
+///
+/// One pipe stays open across the instances, as under runsv, so what no
+/// instance read survives a kill. After the kills and a clean run: no
+/// temporary and no plain segment is left, every `.gz` is complete
+/// (checked after every kill, and with `gzip -t` at the end), lines are
+/// whole and in strictly increasing order, and lines go missing only where
+/// a kill left off, never more than one read buffer per kill.
+/// `LOGPIPE_CRASH_SEED` replays another seed.
+fn crash_test(plan: CrashPlan) {
+    let rounds = plan.rounds;
     let seed: u64 = std::env::var("LOGPIPE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -645,19 +682,24 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     let (reader, writer) = io::pipe().expect("pipe");
 
     // The writer: numbered lines of random length, some ~100 KB, until told
-    // to stop; it returns their lengths. The pipe blocks it while no
-    // instance reads.
+    // to stop, and within the budget it is given; it returns their
+    // lengths. The pipe blocks it while no instance reads.
     let stop = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(AtomicU64::new(0));
     // Should the test fail, the writer stops, so that the instance running
     // then reaches end of input and exits.
     let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
     let writer = {
-        let stop = Arc::clone(&stop);
+        let (stop, budget) = (Arc::clone(&stop), Arc::clone(&budget));
         thread::spawn(move || {
             let mut writer = writer;
             let mut rng = Corpus::new(seed ^ 0x5151);
-            let (mut lens, mut chunk) = (Vec::new(), Vec::new());
+            let (mut lens, mut chunk, mut written) = (Vec::new(), Vec::new(), 0u64);
             while !stop.load(Ordering::Relaxed) {
+                if written >= budget.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 while chunk.len() < 16 << 10 {
                     let len = if rng.below(50) == 0 {
                         80_000 + rng.below(40_000) as usize
@@ -668,13 +710,22 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
                     lens.push(len);
                 }
                 writer.write_all(&chunk).expect("write to the pipe");
+                written += chunk.len() as u64;
                 chunk.clear();
             }
             lens
         })
     };
+    let allow = |bytes: Option<u64>| match bytes {
+        Some(bytes) => budget.fetch_add(bytes, Ordering::Relaxed),
+        None => budget.swap(u64::MAX, Ordering::Relaxed),
+    };
 
     let mut rng = Corpus::new(seed);
+    let kill_after = |rng: &mut Corpus| {
+        let (low, high) = plan.kill_after_ms;
+        Duration::from_millis(low + rng.below(high - low + 1))
+    };
     // The last, clean run may inherit a backlog of thousands of 8 KiB
     // segments (how many depends on the machine's speed): it gets time to
     // compress them all, which is what is checked, not how fast.
@@ -690,7 +741,7 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     ];
     let spawn = |i: usize| -> Child {
         let stderr = File::create(env.path(&format!("stderr.{i}"))).unwrap();
-        env.cmd(if i == ROUNDS {
+        env.cmd(if i == rounds {
             &last_args[..]
         } else {
             &args[..]
@@ -705,9 +756,10 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     let mut kills: BTreeMap<i64, u64> = BTreeMap::new();
     let mut stats = KillStats::default();
     let mut checked = BTreeSet::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
+        allow(plan.per_round);
         let mut child = spawn(round);
-        thread::sleep(Duration::from_millis(20 + rng.below(281)));
+        thread::sleep(kill_after(&mut rng));
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert_eq!(
@@ -734,16 +786,17 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     }
 
     // The clean run: reads to the end of input and exits 0.
-    let mut child = spawn(ROUNDS);
-    thread::sleep(Duration::from_millis(20 + rng.below(281)));
+    allow(plan.per_round);
+    let mut child = spawn(rounds);
+    thread::sleep(kill_after(&mut rng));
     stop.store(true, Ordering::Relaxed);
     let lens = writer.join().expect("writer thread");
     let status = wait_for(&mut child, Duration::from_secs(660));
-    let stderr = fs::read_to_string(env.path(&format!("stderr.{ROUNDS}"))).unwrap();
+    let stderr = fs::read_to_string(env.path(&format!("stderr.{rounds}"))).unwrap();
     assert!(status.success(), "clean run: {status}: {stderr}");
     assert!(!stderr.contains("still running"), "{stderr}");
     drop(reader);
-    for i in 0..=ROUNDS {
+    for i in 0..=rounds {
         let text = fs::read_to_string(env.path(&format!("stderr.{i}"))).unwrap();
         assert!(!text.contains("panicked"), "instance {i}: {text}");
     }
@@ -760,13 +813,13 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
     let input: u64 = lens.iter().map(|&l| l as u64).sum();
     let losses = check_crash_output(&output, &lens, &kills);
     eprintln!(
-        "crash test (seed {seed}): {ROUNDS} kills in {run_time:.1?}, {} lines ({input} bytes) written, \
+        "crash test (seed {seed}): {rounds} kills in {run_time:.1?}, {} lines ({input} bytes) written, \
          {} segments; at the kills: {stats:?}; losses: {losses:?}; checked in {:.1?}",
         lens.len(),
         segments.len(),
         started.elapsed() - run_time,
     );
-    assert!(segments.len() > ROUNDS, "too few segments to mean anything");
+    assert!(segments.len() > rounds, "too few segments to mean anything");
 }
 
 /// A segment finished during the worker's start-up scan gets `--on-rotate` exactly once.
@@ -781,10 +834,10 @@ fn segments_finished_during_the_startup_scan_are_hooked_once() {
     fs::create_dir(&out).unwrap();
     // A big directory makes the scan slow: old compressed segments, as a
     // long retention keeps them.
-    for n in 1..=30_000 {
+    for n in 1..=2_000 {
         File::create(out.join(format!("current.2025-01-01.{n}.gz"))).unwrap();
     }
-    let input = lines(0xc0_0300, 2 << 20);
+    let input = lines(0xc0_0300, 128 << 10);
     let hooks = env.path("hooks");
     let hook = format!("echo >> {}", hooks.display());
     let run = env.run(&["--size", "1K", "--on-rotate", &hook, "out/"], &input);

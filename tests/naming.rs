@@ -16,12 +16,10 @@ fn lines(seed: u64, bytes: usize) -> Vec<u8> {
     out
 }
 
-fn today() -> String {
-    jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string()
-}
+/// The instant the manual clock (`--debug-clock`) shows in the tests that
+/// name segments after the day: the real date could change mid-test.
+const NOW: &str = "2026-11-21T12:00:00Z";
+const TODAY: &str = "2026-11-21";
 
 #[test]
 fn three_runs_continue_the_files_and_the_numbering() {
@@ -71,7 +69,7 @@ fn three_runs_continue_the_files_and_the_numbering() {
 fn a_file_with_the_next_name_is_never_overwritten() {
     let env = TestEnv::new();
     fs::create_dir(env.path("out")).unwrap();
-    let day = today();
+    let day = TODAY;
     let mut planted = BTreeMap::new();
     let mut plant = |n: u64| {
         let path = env.path(&format!("out/current.{day}.{n}"));
@@ -83,12 +81,20 @@ fn a_file_with_the_next_name_is_never_overwritten() {
     plant(1);
     // Without compression: a plain file named like a segment that is there
     // at start would be taken for a crash leftover and compressed.
-    let mut child = env.spawn(&["--size", "4K", "--compress", "none", "out/"]);
+    let mut child = env.spawn(&[
+        "--debug-clock",
+        NOW,
+        "--size",
+        "4K",
+        "--compress",
+        "none",
+        "out/",
+    ]);
     let mut stdin = child.stdin.take().unwrap();
     let first = lines(11, 9 << 10);
     stdin.write_all(&first).unwrap();
     env.wait_until("the first input on disk", Duration::from_secs(30), || {
-        env.bytes_on_disk(&["out"]) == first.len() as u64 + planted_len(&day, &env)
+        env.bytes_on_disk(&["out"]) == first.len() as u64 + planted_len(day, &env)
     });
     // ...and two while running, under the very next names, which only the
     // no-replace link at rotation can notice.
@@ -232,13 +238,13 @@ fn an_active_file_from_an_earlier_day_is_rolled_first_under_that_day() {
         .unwrap();
 
     let later = lines(41, 4 << 10);
-    let run = env.run(&["--size", "1K", "out/"], &later);
+    let run = env.run(&["--debug-clock", NOW, "--size", "1K", "out/"], &later);
     assert!(run.status.success(), "{run:?}");
     let segments = env.segments("out/current");
     assert_eq!(segments[0].date, "2026-01-05", "{}", env.listing());
     assert!(segments[0].read() == earlier, "{}", env.listing());
     assert!(
-        segments[1..].iter().all(|s| s.date == today()),
+        segments[1..].iter().all(|s| s.date == TODAY),
         "{}",
         env.listing()
     );

@@ -5,8 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -59,35 +58,24 @@ fn check_run(env: &TestEnv, cmd: std::process::Command, input: &str) {
     check_segments(&env.segments("out/current"), u64::MAX);
 }
 
-/// With `--every 2s`, a line followed by no input at all is rolled by the
-/// clock alone, by the next boundary plus one second.
+/// With `--every 1s`, a line followed by no input at all is rolled by the
+/// clock alone, on the real clock: the manual clock only moves with input.
+/// Where the boundaries fall is checked on the manual clock by the tests
+/// below; this one only waits for the roll, however long a loaded machine
+/// takes to get there.
 #[test]
 fn an_idle_active_file_is_rolled_at_the_next_boundary() {
     let env = TestEnv::new();
-    let mut child = env.spawn(&["--every", "2s", "--utc", "out/"]);
+    let mut child = env.spawn(&["--every", "1s", "--utc", "out/"]);
     let mut stdin = child.stdin.take().unwrap();
     let line = b"the only line, then silence\n";
     stdin.write_all(line).unwrap();
-    // On a slow machine the boundary may pass, and roll the file, before
-    // the line is seen in it.
-    env.wait_until("the line in out/current", Duration::from_secs(30), || {
-        fs::read(env.path("out/current")).is_ok_and(|bytes| bytes == line)
-            || !env.segments("out/current").is_empty()
-    });
-    // The line was written by now, so its window ends at the latest at the
-    // next even second of UTC after now.
-    let confirmed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let boundary = UNIX_EPOCH + Duration::from_secs(confirmed.as_secs() / 2 * 2 + 2);
-    let bound = boundary + Duration::from_secs(1);
-    let timeout = bound
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    env.wait_until("a roll with no input", timeout, || {
+    env.wait_until("a roll with no input", Duration::from_secs(30), || {
         env.segments("out/current").len() == 1
     });
 
     drop(stdin);
-    let run = env.finish(child, "logpipe --every 2s --utc out/");
+    let run = env.finish(child, "logpipe --every 1s --utc out/");
     assert!(run.status.success(), "{run:?}");
     let segments = env.segments("out/current");
     assert_eq!(check_segments(&segments, u64::MAX), 1, "{}", env.listing());
@@ -364,17 +352,19 @@ fn roll_signals_roll_a_non_empty_file_only() {
     });
     assert_eq!(env.segments("out/current")[0].read(), first);
 
-    // An empty active file is not rolled: segments are never empty.
+    // SIGUSR1 to an empty active file. Whether logpipe sees it before the
+    // next line or together with it (then it rolls that line, which is
+    // right too), no empty segment may come of it: the checks at the end
+    // find one if it did, whenever it was made.
     signal(libc::SIGUSR1);
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(env.segments("out/current").len(), 1, "{}", env.listing());
-
     let second = b"third line\n";
     stdin.write_all(second).unwrap();
-    env.wait_until("the third line on disk", timeout, || active_holds(second));
+    env.wait_until("the third line on disk", timeout, || {
+        active_holds(second) || env.segments("out/current").len() == 2
+    });
     signal(libc::SIGALRM);
     env.wait_until("a roll on SIGALRM", timeout, || {
-        env.segments("out/current").len() == 2 && active_holds(b"")
+        env.segments("out/current").len() >= 2 && active_holds(b"")
     });
 
     drop(stdin);
@@ -382,6 +372,8 @@ fn roll_signals_roll_a_non_empty_file_only() {
     assert!(run.status.success(), "{run:?}");
     assert_eq!(run.stderr, "");
     let segments = env.segments("out/current");
+    // Exactly two segments, neither empty: the roll asked for with an
+    // empty active file made none.
     assert_eq!(check_segments(&segments, u64::MAX), 2, "{}", env.listing());
     assert_eq!(segments[1].read(), second);
     assert_eq!(env.collated("out/current"), [&first[..], second].concat());

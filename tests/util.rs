@@ -41,18 +41,25 @@ impl Seg {
         out
     }
 
-    /// The length of the content: the file's, or the gzip trailer's.
+    /// The length of the content: the file's, or the gzip trailer's (the
+    /// last 4 bytes: the length modulo 2^32).
     pub fn len(&self) -> u64 {
-        let Ok(meta) = fs::metadata(&self.path) else {
+        use std::os::unix::fs::FileExt;
+        let Ok(file) = fs::File::open(&self.path) else {
+            return 0;
+        };
+        let Ok(meta) = file.metadata() else {
             return 0;
         };
         if !self.gz {
             return meta.len();
         }
-        let bytes = fs::read(&self.path).unwrap_or_default();
-        match bytes.len().checked_sub(4) {
-            Some(at) => u64::from(u32::from_le_bytes(bytes[at..].try_into().unwrap())),
-            None => 0,
+        let mut trailer = [0u8; 4];
+        match meta.len().checked_sub(4) {
+            Some(at) if file.read_exact_at(&mut trailer, at).is_ok() => {
+                u64::from(u32::from_le_bytes(trailer))
+            }
+            _ => 0,
         }
     }
 
@@ -402,10 +409,36 @@ pub fn clock_line(at: &str) -> String {
     format!("#logpipe-clock {at}\n")
 }
 
+/// Fails the test, saying why, unless it runs as root. Tests that need root
+/// are `#[ignore]`d, so a plain `cargo test` leaves them out; run with
+/// `--ignored` as another user, they fail loudly rather than pass without
+/// having checked anything.
+pub fn require_root(test: &str, why: &str) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "{test} needs root ({why}); it is #[ignore]d for that reason: run the \
+         ignored tests as root (`sudo cargo test -- --ignored`, as CI does)"
+    );
+}
+
+/// Makes sure `program` is on `PATH`, without installing anything: for
+/// programs every Linux system has (Debian marks `gzip` and `bash`
+/// essential). Panics with what to install when it is missing.
+pub fn require_program(program: &str, package: &str) {
+    assert!(
+        on_path(program),
+        "this test needs `{program}`: install the `{package}` package \
+         (on Debian: apt-get install {package})"
+    );
+}
+
 /// Makes sure `program` is on `PATH`, installing the Debian package
 /// `package` with apt-get when it is missing and we are root. Panics with
 /// what to install when that is not possible: a test that needs a program
-/// never skips silently.
+/// never skips silently. Tests that call it are `#[ignore]`d (they may
+/// change the machine), and run in CI, as root.
 pub fn ensure_program(program: &str, package: &str) {
     // Parallel tests must not run apt-get at once (it takes a lock and
     // fails rather than wait).
