@@ -217,7 +217,7 @@ pub struct Args {
     #[arg(long, value_name = "WHEN", default_value = "rotate", value_parser = parse_fsync)]
     pub fsync: Fsync,
 
-    /// Wait this long for compressions and hooks at exit.
+    /// Wait at exit for compressions and hooks.
     ///
     /// Segments left uncompressed are compressed by the next start, which
     /// then runs their --on-rotate; a hook that did not run for a segment
