@@ -9,6 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::inventory::{self, Form};
 use crate::naming::SegmentId;
 
 /// The active file name used for a directory target without `--name`.
@@ -139,11 +140,6 @@ impl Target {
         self.sibling(".state")
     }
 
-    /// The path of a finished, uncompressed segment.
-    pub fn segment(&self, id: SegmentId) -> PathBuf {
-        self.sibling(&format!(".{id}"))
-    }
-
     /// The lock file's name within `dir`.
     pub fn lock_name(&self) -> OsString {
         self.sibling_name(".lock")
@@ -156,7 +152,7 @@ impl Target {
 
     /// The name of a finished, uncompressed segment within `dir`.
     pub fn segment_name(&self, id: SegmentId) -> OsString {
-        self.sibling_name(&format!(".{id}"))
+        inventory::name(&self.name, id, Form::Plain)
     }
 
     /// `name` within `dir`, as a path for messages.
@@ -302,6 +298,6 @@ mod tests {
             date: jiff::civil::date(2026, 11, 21),
             n: 3,
         };
-        assert_eq!(t.segment(id), Path::new("/var/log/app.log.2026-11-21.3"));
+        assert_eq!(t.segment_name(id), "app.log.2026-11-21.3");
     }
 }
