@@ -1270,3 +1270,49 @@ fn drop_mode_full_at_the_end_leaves_the_line_to_the_next_start() {
         "the line closed once, then the new input"
     );
 }
+
+/// Standard error on the very disk that fills up: the diagnostics that
+/// cannot be written are dropped, never fatal, and logpipe pauses and
+/// resumes without loss as with a working stderr.
+#[test]
+#[ignore = "needs root: mounts a tmpfs to make a real full disk"]
+fn stderr_on_the_full_disk_loses_no_line() {
+    let (env, _disk, filler) = nearly_full_disk("stderr_on_the_full_disk_loses_no_line");
+    let errors = fs::File::create(env.path("mnt/logpipe.err")).unwrap();
+    let input = numbered(0, 60_000); // more than the room, plus the pipe
+    let mut cmd = env.cmd(&["--compress", "none", "mnt/out/"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(errors);
+    let mut child = cmd.spawn().unwrap();
+    env.wait_until("logpipe started", Duration::from_secs(30), || {
+        env.path("mnt/out/current").exists()
+    });
+    // Then the last of the room goes too, so that the first diagnostic
+    // fails.
+    let mut rest = fs::File::create(env.path("mnt/rest")).unwrap();
+    while rest.write_all(&[0u8; 512]).is_ok() {}
+    let stdin = child.stdin.take().unwrap();
+    let probe = stdin.as_fd().try_clone_to_owned().unwrap();
+    let (_, feeder) = feed(stdin, input.clone());
+    // Paused (its "pausing" line lost to the full disk): logpipe reads
+    // nothing more, and the pipe fills up.
+    env.wait_until("a full pipe", Duration::from_secs(30), || {
+        pipe_full(probe.as_raw_fd())
+    });
+    drop(rest);
+    fs::remove_file(env.path("mnt/rest")).unwrap();
+    fs::remove_file(&filler).unwrap();
+    feeder.join().unwrap();
+    drop(probe);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.collated_sha("mnt/out/current"), sha(&input));
+    // The pause was said to a full disk, and lost; the resumption, with
+    // room again, was not.
+    let said = fs::read_to_string(env.path("mnt/logpipe.err")).unwrap();
+    assert!(
+        !said.contains("pausing") && said.starts_with("logpipe: info: resumed writing"),
+        "{said}"
+    );
+}

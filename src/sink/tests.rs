@@ -98,27 +98,27 @@ fn at(text: &str) -> Timestamp {
 #[test]
 fn a_boundary_rolls_a_non_empty_file_only() {
     let fx = Fixture::new();
-    let mut seg = fx.open_with(100, "1h", 0o640);
-    assert_eq!(seg.wake_at(), None, "an empty file has no deadline");
-    seg.write(at("2026-11-21T12:10:00Z"), b"a\n").unwrap();
-    assert_eq!(seg.wake_at(), Some(at("2026-11-21T13:00:00Z")));
-    seg.tick(at("2026-11-21T12:59:59Z")).unwrap();
+    let mut sink = fx.open_with(100, "1h", 0o640);
+    assert_eq!(sink.wake_at(), None, "an empty file has no deadline");
+    sink.write(at("2026-11-21T12:10:00Z"), b"a\n").unwrap();
+    assert_eq!(sink.wake_at(), Some(at("2026-11-21T13:00:00Z")));
+    sink.tick(at("2026-11-21T12:59:59Z")).unwrap();
     assert_eq!(fx.contents(), ["a\n"]);
-    seg.tick(at("2026-11-21T13:00:00Z")).unwrap();
+    sink.tick(at("2026-11-21T13:00:00Z")).unwrap();
     assert_eq!(fx.contents(), ["a\n", ""]);
     // Idle hours with an empty file: nothing more.
-    seg.tick(at("2026-11-21T16:00:00Z")).unwrap();
+    sink.tick(at("2026-11-21T16:00:00Z")).unwrap();
     assert_eq!(fx.contents(), ["a\n", ""]);
 }
 
 #[test]
 fn a_segment_is_named_after_the_day_it_was_opened() {
     let fx = Fixture::new();
-    let mut seg = fx.open_with(100, "1d", 0o640);
-    seg.write(at("2026-11-21T23:59:58Z"), b"late\n").unwrap();
-    seg.tick(at("2026-11-22T00:00:00Z")).unwrap();
-    seg.write(at("2026-11-22T00:00:01Z"), b"early\n").unwrap();
-    seg.tick(at("2026-11-23T00:00:00Z")).unwrap();
+    let mut sink = fx.open_with(100, "1d", 0o640);
+    sink.write(at("2026-11-21T23:59:58Z"), b"late\n").unwrap();
+    sink.tick(at("2026-11-22T00:00:00Z")).unwrap();
+    sink.write(at("2026-11-22T00:00:01Z"), b"early\n").unwrap();
+    sink.tick(at("2026-11-23T00:00:00Z")).unwrap();
     let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
     assert_eq!(
         names,
@@ -130,18 +130,18 @@ fn a_segment_is_named_after_the_day_it_was_opened() {
 #[test]
 fn clock_steps_roll_once_at_most() {
     let fx = Fixture::new();
-    let mut seg = fx.open_with(100, "1h", 0o640);
-    seg.write(at("2026-11-21T12:30:00Z"), b"a\n").unwrap();
+    let mut sink = fx.open_with(100, "1h", 0o640);
+    sink.write(at("2026-11-21T12:30:00Z"), b"a\n").unwrap();
     // Three days forward: one roll, and the empty file waits for input.
-    seg.tick(at("2026-11-24T12:30:00Z")).unwrap();
-    seg.tick(at("2026-11-24T12:30:01Z")).unwrap();
+    sink.tick(at("2026-11-24T12:30:00Z")).unwrap();
+    sink.tick(at("2026-11-24T12:30:01Z")).unwrap();
     assert_eq!(fx.contents(), ["a\n", ""]);
-    seg.write(at("2026-11-24T12:31:00Z"), b"b\n").unwrap();
+    sink.write(at("2026-11-24T12:31:00Z"), b"b\n").unwrap();
     // Two days back: the window ends at the next boundary of the new
     // time (10:00), not in two days.
-    seg.tick(at("2026-11-22T09:15:00Z")).unwrap();
-    assert_eq!(seg.wake_at(), Some(at("2026-11-22T10:00:00Z")));
-    seg.tick(at("2026-11-22T10:00:00Z")).unwrap();
+    sink.tick(at("2026-11-22T09:15:00Z")).unwrap();
+    assert_eq!(sink.wake_at(), Some(at("2026-11-22T10:00:00Z")));
+    sink.tick(at("2026-11-22T10:00:00Z")).unwrap();
     assert_eq!(fx.contents(), ["a\n", "b\n", ""]);
     let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
     assert_eq!(
@@ -153,17 +153,17 @@ fn clock_steps_roll_once_at_most() {
 #[test]
 fn an_asked_roll_waits_for_the_end_of_a_line() {
     let fx = Fixture::new();
-    let mut seg = fx.open_with(100, "never", 0o640);
-    seg.ask_roll();
-    seg.tick(fx.now).unwrap();
+    let mut sink = fx.open_with(100, "never", 0o640);
+    sink.ask_roll();
+    sink.tick(fx.now).unwrap();
     assert_eq!(fx.contents(), [""], "an empty file is not rolled");
-    seg.write(fx.now, b"a\npiece of a long ").unwrap();
-    seg.ask_roll();
-    assert_eq!(seg.wake_at(), None, "inside a line only input can help");
-    seg.tick(fx.now).unwrap();
-    seg.write(fx.now, b"line\n").unwrap();
-    assert_eq!(seg.wake_at(), Some(fx.now));
-    seg.tick(fx.now).unwrap();
+    sink.write(fx.now, b"a\npiece of a long ").unwrap();
+    sink.ask_roll();
+    assert_eq!(sink.wake_at(), None, "inside a line only input can help");
+    sink.tick(fx.now).unwrap();
+    sink.write(fx.now, b"line\n").unwrap();
+    assert_eq!(sink.wake_at(), Some(fx.now));
+    sink.tick(fx.now).unwrap();
     assert_eq!(fx.contents(), ["a\n", "piece of a long line\n", ""]);
 }
 
@@ -178,9 +178,9 @@ fn an_existing_file_from_an_earlier_window_is_due_at_once() {
         .unwrap()
         .set_modified(last_written)
         .unwrap();
-    let mut seg = fx.open_with(100, "1h", 0o640);
-    assert_eq!(seg.wake_at(), Some(at("2026-11-21T11:00:00Z")));
-    seg.tick(fx.now).unwrap();
+    let mut sink = fx.open_with(100, "1h", 0o640);
+    assert_eq!(sink.wake_at(), Some(at("2026-11-21T11:00:00Z")));
+    sink.tick(fx.now).unwrap();
     let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
     assert_eq!(names, ["current.2026-11-21.1", "current"]);
     assert_eq!(fx.contents(), ["old\n", ""]);
@@ -189,19 +189,19 @@ fn an_existing_file_from_an_earlier_window_is_due_at_once() {
 #[test]
 fn fitting_writes_stay_in_one_file() {
     let fx = Fixture::new();
-    let mut seg = fx.open(10);
-    seg.write(fx.now, b"abc\n").unwrap();
-    seg.write(fx.now, b"defgh\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(10);
+    sink.write(fx.now, b"abc\n").unwrap();
+    sink.write(fx.now, b"defgh\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["abc\ndefgh\n"]);
 }
 
 #[test]
 fn cuts_at_the_last_line_that_fits() {
     let fx = Fixture::new();
-    let mut seg = fx.open(10);
-    seg.write(fx.now, b"aaa\nbbb\ncc\ndd\neeeee\nf\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(10);
+    sink.write(fx.now, b"aaa\nbbb\ncc\ndd\neeeee\nf\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["aaa\nbbb\n", "cc\ndd\n", "eeeee\nf\n"]);
     let names: Vec<_> = fx.files().into_iter().map(|(name, _)| name).collect();
     assert_eq!(
@@ -213,49 +213,49 @@ fn cuts_at_the_last_line_that_fits() {
 #[test]
 fn long_line_makes_one_oversized_segment() {
     let fx = Fixture::new();
-    let mut seg = fx.open(4);
-    seg.write(fx.now, b"ab\n0123456789\ncd\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(4);
+    sink.write(fx.now, b"ab\n0123456789\ncd\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["ab\n", "0123456789\n", "cd\n"]);
 }
 
 #[test]
 fn line_streamed_in_pieces_is_not_cut() {
     let fx = Fixture::new();
-    let mut seg = fx.open(4);
+    let mut sink = fx.open(4);
     for piece in [&b"ab\n01"[..], b"2345", b"6789", b"\ncd\n"] {
-        seg.write(fx.now, piece).unwrap();
+        sink.write(fx.now, piece).unwrap();
     }
-    seg.close(fx.now).unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["ab\n", "0123456789\n", "cd\n"]);
 }
 
 #[test]
 fn a_line_too_long_to_hold_starts_a_new_segment() {
     let fx = Fixture::new();
-    let mut seg = fx.open(100);
+    let mut sink = fx.open(100);
     for piece in [&b"ab\n"[..], b"0123", b"456\n", b"cd\n"] {
-        seg.write(fx.now, piece).unwrap();
+        sink.write(fx.now, piece).unwrap();
     }
-    seg.close(fx.now).unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["ab\n", "0123456\ncd\n"]);
 }
 
 #[test]
 fn empty_lines_and_exact_fit() {
     let fx = Fixture::new();
-    let mut seg = fx.open(3);
-    seg.write(fx.now, b"\n\n\n\nab\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(3);
+    sink.write(fx.now, b"\n\n\n\nab\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["\n\n\n", "\n", "ab\n"]);
 }
 
 #[test]
 fn close_finishes_a_line_under_way() {
     let fx = Fixture::new();
-    let mut seg = fx.open(100);
-    seg.write(fx.now, b"a\npiece of a long line").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(100);
+    sink.write(fx.now, b"a\npiece of a long line").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["a\n", "piece of a long line\n"]);
 }
 
@@ -263,20 +263,20 @@ fn close_finishes_a_line_under_way() {
 fn reopen_appends_and_closes_a_torn_line() {
     let fx = Fixture::new();
     fs::write(fx.target.active(), b"torn").unwrap();
-    let mut seg = fx.open(100);
-    seg.write(fx.now, b"next\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(100);
+    sink.write(fx.now, b"next\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["torn\nnext\n"]);
 }
 
 #[test]
 fn never_replaces_an_existing_name() {
     let fx = Fixture::new();
-    let mut seg = fx.open(4);
+    let mut sink = fx.open(4);
     // Planted after the numbering was loaded: only the link can see it.
     fs::write(fx.dir.path().join("current.2026-11-21.2"), b"planted").unwrap();
-    seg.write(fx.now, b"aaa\nbbb\nccc\n").unwrap();
-    seg.close(fx.now).unwrap();
+    sink.write(fx.now, b"aaa\nbbb\nccc\n").unwrap();
+    sink.close(fx.now).unwrap();
     let files = fx.files();
     let got: Vec<_> = files
         .iter()
@@ -302,18 +302,18 @@ fn interrupted_rotation_is_completed_at_open() {
         fx.dir.path().join("current.2026-11-20.4"),
     )
     .unwrap();
-    let mut seg = fx.open(100);
-    seg.write(fx.now, b"new\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open(100);
+    sink.write(fx.now, b"new\n").unwrap();
+    sink.close(fx.now).unwrap();
     assert_eq!(fx.contents(), ["done\n", "new\n"]);
 }
 
 #[test]
 fn new_files_get_the_mode_exactly() {
     let fx = Fixture::new();
-    let mut seg = fx.open_with(2, "never", 0o620);
-    seg.write(fx.now, b"a\nb\n").unwrap();
-    seg.close(fx.now).unwrap();
+    let mut sink = fx.open_with(2, "never", 0o620);
+    sink.write(fx.now, b"a\nb\n").unwrap();
+    sink.close(fx.now).unwrap();
     for name in ["current", "current.2026-11-21.1"] {
         let mode = fs::metadata(fx.dir.path().join(name))
             .unwrap()
