@@ -15,6 +15,7 @@ compile_error!(
 );
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod compress;

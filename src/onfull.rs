@@ -11,6 +11,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::backoff;
 use crate::numbering::NoNumberLeft;
 use crate::sys::Refused;
 
@@ -20,10 +21,6 @@ pub trait Pause: std::fmt::Debug {
     /// Waits for `wait`; returns false if logpipe is to stop instead.
     fn pause(&self, wait: Duration) -> bool;
 }
-
-/// The first and the longest wait between attempts after a failure.
-pub const PAUSE_FIRST: Duration = Duration::from_secs(1);
-const PAUSE_MAX: Duration = Duration::from_secs(30);
 
 /// The policy and its state.
 #[derive(Debug)]
@@ -100,14 +97,14 @@ impl OnFull {
         }
         let (since, wait) = *pausing.get_or_insert_with(|| {
             crate::warning!("pausing: {e:#}");
-            (Instant::now(), PAUSE_FIRST)
+            (Instant::now(), backoff::FIRST)
         });
         if !pauser.pause(wait) {
             // Asked to stop: one last attempt, then give up.
             *stopping = true;
             return Next::Retry;
         }
-        *pausing = Some((since, (wait * 2).min(PAUSE_MAX)));
+        *pausing = Some((since, backoff::next(Some(wait))));
         Next::Retry
     }
 
@@ -174,7 +171,7 @@ impl OnFull {
         match self {
             OnFull::Drop { retry_at, .. } => {
                 let first = retry_at.is_none();
-                *retry_at = Some(Instant::now() + PAUSE_FIRST);
+                *retry_at = Some(Instant::now() + backoff::FIRST);
                 first
             }
             OnFull::Block { .. } => true,

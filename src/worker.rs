@@ -43,6 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
+use crate::backoff;
 use crate::compress::{self, Outcome};
 use crate::gzip::Gzip;
 use crate::hooks::{self, Hooks};
@@ -93,10 +94,6 @@ pub struct Worker {
 /// The longest a finished segment waits for its fsync while compressions
 /// keep the worker busy.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
-
-/// The first and the longest wait before retrying a failed compression.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// At the shutdown timeout, how long a commit under way (a rename, a
 /// directory fsync, a removal) or a hook being started may take to finish,
@@ -696,9 +693,7 @@ impl State {
                 None
             }
             Err(ref e) => {
-                let wait = self
-                    .retry
-                    .map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
+                let wait = backoff::next(self.retry.map(|(_, wait)| wait));
                 crate::warning!("{e:#}; retrying in {}s", wait.as_secs());
                 self.retry = Some((Instant::now() + wait, wait));
                 None
