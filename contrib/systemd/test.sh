@@ -1,48 +1,78 @@
 #!/usr/bin/env bash
-# Test of contrib/systemd/ without systemd (none runs here).
-# 1. `systemd-analyze verify` must accept every unit without a word.
-# 2. app-with-logpipe.service: its own ExecStart command line, with only
-#    its paths replaced, runs a producer of numbered lines through logpipe
-#    and is stopped the way systemd stops it (SIGTERM to every process at
-#    once), three times over.
-# 3. app-log.socket + app-log.service + app.service.d/logpipe.conf: a FIFO
-#    held open as systemd holds it, logpipe (its unit's ExecStart) reading
-#    it, restarted twice while the application writes; then the
-#    application is stopped, logging $tail_lines lines on its way out,
-#    and logpipe after it.
-# Each time: every line the producer wrote must be in the output once,
-# whole, in order; every segment must be valid gzip; logpipe exits 0.
+# Test of contrib/systemd/ under a real systemd, booted as PID 1 of a
+# Debian bookworm container with systemd-nspawn.
+# 1. `systemd-analyze verify` on the host must accept every unit without
+#    a word.
+# 2. A Debian root (debootstrap --variant=minbase, with systemd, dbus and
+#    python3 for the producer: python3-minimal lacks json) is made once and cached in
+#    target/systemd-root; each run boots it read-only under an overlay of
+#    its own, with the static logpipe (contrib/build-static.sh), the
+#    recipe's units as shipped in /etc/systemd/system, a test application
+#    (contrib/harness/produce.py) and contrib/systemd/guest.sh, which the
+#    guest runs as a oneshot unit after boot. That script drives the units
+#    with systemctl (see it for the steps): the one unit started and
+#    restarted, the FIFO pair with logpipe restarted under a running
+#    application, `systemctl stop` leaving nothing behind, the hardening
+#    refusing writes outside /var/log/app, logpipe's warnings in
+#    `journalctl -u`. Then it powers the guest off.
+# 3. On the host, check.py checks each pipeline's output byte for byte.
+# Every wait is bounded; the container is stopped by its pid and the
+# overlay unmounted whatever happens.
 set -euo pipefail
 name=systemd
 runs=3
-tail_lines=300   # lines the application writes after its SIGTERM
+tail_lines=300   # as in guest.sh
+boot_limit=300   # seconds for the whole guest run, boot to power-off
 dir=contrib/systemd
 single=$dir/app-with-logpipe.service
+packages=systemd,systemd-sysv,dbus,python3
 
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 cd "$repo"
-tmp=
+tmp='' nspawn='' mounted=''
 on_fail() {
-    ls -la "$tmp"/*/log || true
-    tail -n 20 "$tmp"/*/*.journal 2>/dev/null || true
+    echo "--- guest driver (/shared/driver.log):"
+    grep -v " systemd\[1\]: " "$tmp/shared/driver.log" 2>/dev/null | tail -n 60 || true
+    echo "--- guest console:"
+    tail -n 30 "$tmp/console.log" 2>/dev/null || true
 }
 need systemd-analyze systemd
 need python3 python3
 need gzip gzip
-find_logpipe
+need debootstrap debootstrap
+need systemd-nspawn systemd-container
+start_time=$SECONDS
+
+# The static logpipe: it runs in any root. LOGPIPE_STATIC to use one made.
+if [ -z "${LOGPIPE_STATIC:-}" ]; then
+    LOGPIPE_STATIC=$(sh contrib/build-static.sh 2>"${TMPDIR:-/tmp}/logpipe-build-static.$$") ||
+        fail "contrib/build-static.sh: $(tail -n 20 "${TMPDIR:-/tmp}/logpipe-build-static.$$")"
+    rm -f "${TMPDIR:-/tmp}/logpipe-build-static.$$"
+fi
+[ -x "$LOGPIPE_STATIC" ] || fail "no static logpipe at $LOGPIPE_STATIC"
+LOGPIPE_STATIC=$(realpath "$LOGPIPE_STATIC")
 
 tmp=$(mktemp -d)
-declare -A unit_pid   # unit name: pid of its stand-in for systemd, while it runs
 cleanup() {
-    local pid
-    for pid in "${unit_pid[@]}"; do
-        kill_tree "$pid"
-    done
+    local i
+    if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+        # SIGTERM asks nspawn for an orderly shutdown of the guest.
+        kill -TERM "$nspawn" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$nspawn" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$nspawn" 2>/dev/null || true
+        wait "$nspawn" 2>/dev/null || true
+    fi
+    if [ -n "$mounted" ] && ! umount "$mounted"; then
+        echo "$name: could not unmount $mounted: $tmp left" >&2
+        return
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-mkdir -p "$tmp/single/state" "$tmp/pair/state" "$tmp/units/single" "$tmp/units/pair"
 
 # 1. Verify. Warnings do not change verify's exit status: any output fails.
 verify() {
@@ -50,103 +80,128 @@ verify() {
     out=$(systemd-analyze verify "$@" 2>&1) || fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
 }
-# Its ExecStart runs /bin/sh, which exists: nothing to replace.
+mkdir -p "$tmp/units/single" "$tmp/units/pair"
 cp "$single" "$tmp/units/single/"
 verify "$tmp/units/single/${single##*/}"
-# logpipe's path replaced, and an application unit for the drop-in.
-sed "s|/usr/local/bin/logpipe|$LOGPIPE|" "$dir/app-log.service" >"$tmp/units/pair/app-log.service"
+sed "s|/usr/local/bin/logpipe|$LOGPIPE_STATIC|" "$dir/app-log.service" >"$tmp/units/pair/app-log.service"
 cp -r "$dir/app-log.socket" "$dir/app.service.d" "$tmp/units/pair/"
-printf '[Service]\nExecStart=%s %s --state %s --graceful %s\n' "$(command -v python3)" \
-    "$repo/contrib/harness/produce.py" "$tmp/pair/state" "$tail_lines" >"$tmp/units/pair/app.service"
+printf '[Service]\nExecStart=%s\n' "$(command -v python3)" >"$tmp/units/pair/app.service"
 verify "$tmp/units/pair/app-log.socket" "$tmp/units/pair/app-log.service" "$tmp/units/pair/app.service"
 
-# The ExecStart line of unit $1, with the paths replaced for part $2.
-# systemd and the shell split it into words alike, unless it has $, % or \.
-exec_start() {
-    local cmd
-    cmd=$(sed -n 's/^ExecStart=//p' "$1")
-    if [ -z "$cmd" ] || [ "$(wc -l <<<"$cmd")" -ne 1 ]; then
-        fail "$1: expected one ExecStart line: $cmd"
+# 2. The Debian root, made once. The mirror is the one apt uses here.
+mirror() {
+    local m
+    m=$(cat /etc/apt/sources.list /dev/null 2>/dev/null |
+        sed 's/\[[^]]*\]//' | awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }') || true
+    if [ -z "$m" ]; then
+        # deb822 .sources: the first URI of a paragraph whose Suites has bookworm.
+        m=$(cat /etc/apt/sources.list.d/*.sources /dev/null 2>/dev/null | awk -v RS= '
+            /(^|\n)Suites:([^\n]*[ \t])?bookworm([ \t]|\n|$)/ {
+                if (match($0, /(^|\n)URIs:[ \t]*[^ \t\n]+/)) {
+                    u = substr($0, RSTART, RLENGTH); sub(/^\n?URIs:[ \t]*/, "", u); print u; exit
+                }
+            }') || true
     fi
-    case $cmd in *[\$%\\]*) fail "$1: ExecStart has \$, % or \\: this test's word splitting would not be systemd's" ;; esac
-    sed -e "s|/usr/local/bin/app|$producer --state $tmp/$2/state|" \
-        -e "s|/usr/local/bin/logpipe|$LOGPIPE|" \
-        -e "s|/var/log/app/|$tmp/$2/log/|" <<<"$cmd"
+    [ -n "$m" ] || fail "no bookworm mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources"
+    echo "$m"
 }
-# systemctl start: unit $1 (file prefix in $part) runs the command $2...,
-# its standard input ours with STDIN=socket, else /dev/null (service.py).
-start() {
-    # <&0: a background command's standard input would be /dev/null.
-    python3 contrib/harness/service.py "$part/$1" "${@:2}" <&0 2>"$part/$1.journal" &
-    unit_pid[$1]=$!
-}
-# systemctl stop: unit $1; then its processes' exit statuses must match $2.
-stop() {
-    local pid=${unit_pid[$1]}
-    kill -TERM "$pid"
-    wait_for "$1 to stop" exited "$pid"
-    wait "$pid" || fail "the stand-in for systemd failed: $(cat "$part/$1.journal")"
-    unset "unit_pid[$1]"
-    ! grep -vE "$2" "$part/$1.status" || fail "$1: unexpected exit status"
-    [ ! -s "$part/$1.journal" ] || fail "$1 said: $(cat "$part/$1.journal")"
-}
+cache=${CARGO_TARGET_DIR:-$repo/target}/systemd-root
+stamp="debootstrap --variant=minbase --include=$packages bookworm"
+root_time=cached
+if [ "$(cat "$cache/.logpipe-root" 2>/dev/null)" != "$stamp" ]; then
+    t=$SECONDS
+    rm -rf "$cache" "$cache.new"
+    mkdir -p "$(dirname "$cache")"
+    m=$(mirror)
+    echo "$name: $stamp $m (once, cached in $cache)" >&2
+    debootstrap --variant=minbase --include="$packages" bookworm "$cache.new" "$m" \
+        >"$tmp/debootstrap.log" 2>&1 ||
+        fail "debootstrap failed: $(tail -n 20 "$tmp/debootstrap.log")"
+    echo "$stamp" >"$cache.new/.logpipe-root"
+    mv "$cache.new" "$cache"
+    root_time="debootstrap $((SECONDS - t)) s"
+fi
 
-# 2. The single unit: start, roll, stop, three times.
-part=$tmp/single logdir=$part/log state=$part/state old_lp=
-eval "set -- $(exec_start "$single" single)"
-for run in $(seq "$runs"); do
-    start app-with-logpipe "$@"
-    wait_for "logpipe to start (run $run)" new_logpipe
-    old_lp=$lp
-    more_lines 2000
-    kill -USR1 "$lp"   # roll now: each run leaves a finished segment
-    more_lines 2000
-    # The shell and the producer die of SIGTERM (-15), which systemd
-    # counts as a clean stop; logpipe must exit 0. Its status is seen
-    # unless the shell collected it in the moment before dying; every
-    # failure of logpipe says why on stderr, and that must stay empty.
-    stop app-with-logpipe '^(logpipe 0|sh -15|python3 -15)$'
-done
-# Every line written, once, in order, but for a line the producer was
-# writing when it was killed, which may be there or not.
+# This run's root: the cache, unchanged, under an overlay.
+mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root" "$tmp/shared"
+chmod 0755 "$tmp" "$tmp/shared"
+mount -t overlay overlay -o "lowerdir=$cache,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/root" ||
+    fail "could not mount an overlay on $cache"
+mounted=$tmp/root
+r=$tmp/root
+etc=$r/etc/systemd/system
+# The binary and the units, where the units expect them.
+install -D -m 0755 "$LOGPIPE_STATIC" "$r/usr/local/bin/logpipe"
+install -m 0644 "$single" "$dir/app-log.service" "$dir/app-log.socket" "$etc/"
+install -D -m 0644 "$dir/app.service.d/logpipe.conf" "$etc/app.service.d/logpipe.conf"
+# The test's application. In the one unit: produce.py, its state kept in
+# /shared, which ProtectSystem=strict makes read-only unless told.
+lib=/usr/local/lib/logpipe-test
+install -D -m 0644 contrib/lib.sh "$r$lib/contrib/lib.sh"
+install -D -m 0644 contrib/harness/produce.py "$r$lib/contrib/harness/produce.py"
+install -D -m 0755 "$dir/guest.sh" "$r$lib/contrib/systemd/guest.sh"
+printf '#!/bin/sh\nexec /usr/bin/python3 %s --state /shared/single/state\n' \
+    "$lib/contrib/harness/produce.py" >"$r/usr/local/bin/app"
+chmod 0755 "$r/usr/local/bin/app"
+install -D -m 0644 /dev/stdin "$etc/app-with-logpipe.service.d/test-state.conf" <<'EOF'
+[Service]
+ReadWritePaths=/shared/single/state
+EOF
+# The pair's application: the drop-in sends its output into the FIFO.
+cat >"$etc/app.service" <<EOF
+[Unit]
+Description=the test's application, writing numbered lines
+[Service]
+User=app
+ExecStart=/usr/bin/python3 $lib/contrib/harness/produce.py --state /shared/pair/state --graceful $tail_lines
+EOF
+# The driver, run once the guest is up; it powers the guest off.
+cat >"$etc/logpipe-test.service" <<EOF
+[Unit]
+Description=contrib/systemd/guest.sh
+After=multi-user.target
+SuccessAction=poweroff
+FailureAction=poweroff
+[Service]
+Type=oneshot
+ExecStart=$lib/contrib/systemd/guest.sh
+StandardOutput=append:/shared/driver.log
+StandardError=inherit
+TimeoutStartSec=$((boot_limit - 60))
+[Install]
+WantedBy=multi-user.target
+EOF
+mkdir -p "$etc/multi-user.target.wants"
+ln -s ../logpipe-test.service "$etc/multi-user.target.wants/logpipe-test.service"
+# No login prompt on the console (its standard input is /dev/null).
+ln -sf /dev/null "$etc/console-getty.service"
+
+t=$SECONDS
+systemd-nspawn --quiet --directory="$r" --machine="logpipe-test-$$" --boot --register=no --keep-unit \
+    --private-network --console=pipe --bind="$tmp/shared:/shared" \
+    </dev/null >"$tmp/console.log" 2>&1 &
+nspawn=$!
+wait_for -t "$boot_limit" "the guest to run its test and power off" exited "$nspawn"
+status=0
+wait "$nspawn" || status=$?
+nspawn=
+guest_time=$((SECONDS - t))
+if grep -q '^FAIL ' "$tmp/shared/driver.log" 2>/dev/null; then
+    fail "in the guest: $(grep -m 1 '^FAIL ' "$tmp/shared/driver.log")"
+fi
+[ -e "$tmp/shared/done" ] || fail "the guest stopped (systemd-nspawn status $status) before its test ended"
+[ "$status" -eq 0 ] || fail "systemd-nspawn exited $status"
+version=$(cat "$tmp/shared/version")
+
+# 3. The output, byte for byte. The one unit: every line the producer
+# wrote, once, in order, but for a line it was writing when killed.
+logdir=$tmp/shared/single/log state=$tmp/shared/single/state
 check "$logdir/" --state "$state" --killed --starts "$runs" --segments "$runs" --compressed
 single_result=$result
-
-# 3. The pair. The FIFO, held open read-write as systemd holds it while
-# app-log.socket runs; the drop-in must point the application into it.
-part=$tmp/pair logdir=$part/log state=$part/state old_lp=
-fifo=$(sed -n 's/^ListenFIFO=//p' "$dir/app-log.socket")
-[ "$(sed -n 's/^StandardOutput=file://p' "$dir/app.service.d/logpipe.conf")" = "$fifo" ] ||
-    fail "the drop-in does not write into the socket's FIFO $fifo"
-mkfifo -m 0600 "$part/fifo"
-exec 9<>"$part/fifo"
-eval "set -- $(exec_start "$dir/app-log.service" pair)"
-STDIN=socket start app-log "$@" <&9   # StandardInput=socket
-wait_for "logpipe to start" new_logpipe
-old_lp=$lp
-start app python3 contrib/harness/produce.py --state "$state" --graceful "$tail_lines" 9<&- >"$part/fifo" 2>&1
-for run in $(seq "$runs"); do
-    more_lines 2000
-    kill -USR1 "$lp"
-    more_lines 1000
-    [ "$run" -eq "$runs" ] && break
-    # systemctl restart app-log: the application goes on writing.
-    stop app-log '^logpipe 0$'
-    STDIN=socket start app-log "$@" <&9
-    wait_for "logpipe to start again" new_logpipe
-    old_lp=$lp
-done
-# Shutdown order: the application first, then logpipe.
-stop app '^python3 0$'
-stop app-log '^logpipe 0$'
-if read -r -t 0 -u 9; then
-    IFS= read -r -t 1 -u 9 left || :
-    fail "bytes left in the FIFO: ${left:0:200}"
-fi
-exec 9<&-
-# Every line written, once, in order, the shutdown lines included.
-check "$logdir/" --state "$state" --starts 1 --after-term "$tail_lines" \
-    --segments "$runs" --compressed
+# The pair: every line, the $tail_lines shutdown lines included.
+logdir=$tmp/shared/pair/log state=$tmp/shared/pair/state
+check "$logdir/" --state "$state" --starts 1 --after-term "$tail_lines" --segments "$runs" --compressed
 pair_result=$result
+hook_line=$(grep -m 1 'Read-only file system' "$tmp/shared/journal")
 
-echo "PASS $name: verify clean; single unit, $runs stops by SIGTERM to all: $single_result; socket pair, $((runs - 1)) logpipe restarts then the application stopped: $pair_result"
+echo "PASS $name: verify clean; $version booted by systemd-nspawn (root: $root_time; guest run $guest_time s, test $((SECONDS - start_time)) s); app-with-logpipe started, restarted $((runs - 1)) times, stopped: $single_result; socket pair, app-log restarted $((runs - 1)) times, then app stopped, then app-log: $pair_result; stop left nothing; writes outside /var/log/app refused; journalctl -u app-log: $hook_line"
