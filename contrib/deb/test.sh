@@ -25,10 +25,25 @@ need lintian lintian
 need man man-db
 need gzip gzip
 need python3 python3
+# dpkg_waiting LOG ARG...: dpkg ARG..., its output in LOG, retried for up
+# to 5 minutes while another dpkg or apt-get (a test of another recipe
+# installing what it needs, say) holds dpkg's lock.
+dpkg_waiting() {
+    local log=$1 i
+    shift
+    for ((i = 0; i < 3000; i++)); do
+        dpkg "$@" >"$log" 2>&1 && return 0
+        grep -q 'locked by another process' "$log" || return 1
+        sleep 0.1
+    done
+    return 1
+}
 tmp=$(mktemp -d)
 cleanup() {
-    if [ -n "$installed" ]; then
-        dpkg -r logpipe >/dev/null 2>&1 || echo "$name: dpkg -r logpipe failed" >&2
+    # The test checked that no logpipe package was there before it.
+    if [ -n "$installed" ] && dpkg-query -W logpipe >/dev/null 2>&1; then
+        dpkg_waiting "$tmp/cleanup.log" -r logpipe ||
+            echo "$name: dpkg -r logpipe failed: $(cat "$tmp/cleanup.log")" >&2
     fi
     rm -rf "$tmp"
 }
@@ -72,8 +87,8 @@ for f in /usr/bin/logpipe /usr/share/man/man1/logpipe.1.gz \
 done
 ! grep -E '/examples/.*(test\.sh|harness|lib\.sh)' "$tmp/contents" || fail "the examples hold the tests"
 
-dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || { installed=1; fail "dpkg -i $deb: $(cat "$tmp/dpkg.log")"; }
 installed=1
+dpkg_waiting "$tmp/dpkg.log" -i "$deb" || fail "dpkg -i $deb: $(cat "$tmp/dpkg.log")"
 dpkg -L logpipe >"$tmp/files"
 got=$(/usr/bin/logpipe --version)
 [ "$got" = "logpipe $version" ] || fail "/usr/bin/logpipe --version says '$got', not 'logpipe $version'"
@@ -116,7 +131,7 @@ run=$result
 
 # Removal: nothing of the package is left (its directories stay only
 # where another package owns them or something else is in them).
-dpkg -r logpipe >"$tmp/dpkg.log" 2>&1 || fail "dpkg -r logpipe: $(cat "$tmp/dpkg.log")"
+dpkg_waiting "$tmp/dpkg.log" -r logpipe || fail "dpkg -r logpipe: $(cat "$tmp/dpkg.log")"
 installed=
 ! dpkg-query -W -f='${Status}\n' logpipe 2>/dev/null | grep -q ' installed$' ||
     fail "dpkg -r left logpipe installed"
