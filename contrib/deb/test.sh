@@ -85,7 +85,7 @@ for f in /usr/bin/logpipe /usr/share/man/man1/logpipe.1.gz \
     /usr/share/doc/logpipe/examples/runit/log/run /usr/share/doc/logpipe/examples/docker/Dockerfile; do
     grep -qx "$f" "$tmp/contents" || fail "the package has no $f"
 done
-! grep -E '/examples/.*(test\.sh|harness|lib\.sh)' "$tmp/contents" || fail "the examples hold the tests"
+! grep -E '/examples/.*(test\.sh|guest\.sh|harness|lib\.sh)' "$tmp/contents" || fail "the examples hold the tests"
 
 installed=1
 dpkg_waiting "$tmp/dpkg.log" -i "$deb" || fail "dpkg -i $deb: $(cat "$tmp/dpkg.log")"
