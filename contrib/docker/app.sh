@@ -7,19 +7,21 @@
 # numbered from 1, about 2000 lines a second, the length of line N being
 # (N * 7919) % 150 characters after the number (the test rebuilds every
 # line from that). $STATE (default /state, a bind mount) keeps:
-#   last        the number of the last line written, updated after each
-#               line: a second start goes on from it
+#   written     the number of each line, appended once the line is
+#               written: its line count is the last number, from which a
+#               second start goes on
 #   starts      one line a start: the number it went on from
 #   after-term  one line per SIGTERM: the lines written after it
 #   stopping    there once SIGTERM came
-# On SIGTERM it writes $TAIL (default 300) more lines, then exits 0.
+# On SIGTERM to its process group (as tini -g sends it) it writes $TAIL
+# (default 300) more lines, then exits 0.
 # shellcheck disable=SC3057 # busybox ash has ${var:offset:length}
 state=${STATE:-/state}
 tail=${TAIL:-300}
 pad=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 pad=$pad$pad$pad
 n=0
-if [ -s "$state/last" ]; then read -r n <"$state/last"; fi
+if [ -e "$state/written" ]; then n=$(wc -l <"$state/written"); fi
 echo "$n" >>"$state/starts"
 # SIGTERM is noticed by a watcher, which leaves $state/stopping; this
 # shell ignores it, so that no write of a line is interrupted (busybox
@@ -34,7 +36,7 @@ trap '' TERM
 line() {
     n=$((n + 1))
     printf 'line %08d %s\n' "$n" "${pad:0:$((n * 7919 % 150))}"
-    echo "$n" >"$state/last"
+    echo "$n" >>"$state/written"
 }
 
 while [ ! -e "$state/stopping" ]; do

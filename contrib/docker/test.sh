@@ -19,7 +19,9 @@
 #     TINI_KILL_PROCESS_GROUP=1 in front of the recipe's shell command;
 #  5. the wrong pattern: `sh -c 'app | logpipe'` as PID 1 never gets the
 #     SIGTERM, so `docker stop -t 3` waits 3 s and SIGKILLs: exit 137, and
-#     the application's shutdown lines are missing.
+#     the application's shutdown lines are missing; the same with --init
+#     but without TINI_KILL_PROCESS_GROUP=1 (the shell alone is signalled,
+#     and ignores it).
 set -euo pipefail
 name=docker
 tail_lines=300   # lines the application writes after its SIGTERM
@@ -146,16 +148,9 @@ create() {
         -e TAIL=$tail_lines "$@") || fail "docker create $*"
     containers+=("$cid")
 }
-# last: the number of the application's last line (0 before the first).
-# The file is rewritten after each line: read it again if caught empty.
-last() {
-    local n='' i
-    for ((i = 0; i < 100; i++)); do
-        [ -e "$state/last" ] || break
-        read -r n <"$state/last" && [ -n "$n" ] && break
-    done
-    echo "${n:-0}"
-}
+# last: the number of the application's last line (0 before the first),
+# the lines of its state file "written": one number a line, appended.
+last() { if [ -e "$state/written" ]; then wc -l <"$state/written"; else echo 0; fi; }
 past() { [ "$(last)" -ge "$1" ]; }
 more_app_lines() { local want=$(($(last) + $1)); wait_for "line $want" past "$want"; }
 # lp_running: the pid in logpipe's lock file is a logpipe's, in the container.
@@ -228,24 +223,43 @@ create init --init -e TINI_KILL_PROCESS_GROUP=1 --entrypoint /bin/sh "$app_image
 run_twice "--init"
 init="--init with TINI_KILL_PROCESS_GROUP=1: 2 runs, exit 0, stops ${stops[*]}, $lines lines"
 
+# run_killed WHAT: start the container just created, 2000 lines, then
+# docker stop -t $grace, which must end in SIGKILL: exit 137, after the
+# grace period, the application never told to stop; the file a beginning
+# of what it wrote. Sets killed to the figures.
+run_killed() {
+    local n got
+    docker start "$cid" >/dev/null || fail "$1: docker start"
+    wait_for "$1: logpipe to run" lp_running
+    more_app_lines 2000
+    stop_it "$grace"
+    [ "$status" = 137 ] || fail "$1: exit $status, not 137 (SIGKILL)"
+    [ "$stop_ms" -ge $((grace * 1000)) ] || fail "$1: stopped in $stop_ms ms, before the grace period"
+    if [ -e "$state/stopping" ] || [ -e "$state/after-term" ]; then
+        fail "$1: the application got SIGTERM"
+    fi
+    n=$(last) got=$(wc -l <"$logdir/current")
+    # What is in the file is a beginning of what was written, the rest
+    # lost; one more line, if SIGKILL came between a line and its number
+    # in $state.
+    expected $((n + 1)) | head -c "$(stat -c %s "$logdir/current")" | cmp -s - "$logdir/current" ||
+        fail "$1: the file is not a beginning of what the application wrote"
+    killed="exit 137 after ${stop_ms}ms, no SIGTERM reached the application (its $tail_lines shutdown lines missing), $got lines in the file of the $n written"
+}
+
 # The wrong pattern: the plain pipeline as PID 1.
 create wrong --entrypoint /bin/sh "$app_image" -c '/usr/local/bin/app 2>&1 | /usr/local/bin/logpipe --tee /var/log/app/'
-docker start "$cid" >/dev/null || fail "wrong pattern: docker start"
-wait_for "wrong pattern: logpipe to run" lp_running
-more_app_lines 2000
-stop_it "$grace"
-[ "$status" = 137 ] || fail "plain sh as PID 1: exit $status, not 137 (SIGKILL)"
-[ "$stop_ms" -ge $((grace * 1000)) ] || fail "plain sh as PID 1: stopped in $stop_ms ms, before the grace period"
-[ ! -e "$state/after-term" ] || fail "plain sh as PID 1: the application got SIGTERM"
-n=$(last) got=$(wc -l <"$logdir/current")
-# What is in the file is a beginning of what was written, the rest lost;
-# one more line, if SIGKILL came between a line and its number in $state.
-expected $((n + 1)) | head -c "$(stat -c %s "$logdir/current")" | cmp -s - "$logdir/current" ||
-    fail "plain sh as PID 1: the file is not a beginning of what the application wrote"
-wrong="plain sh -c 'app | logpipe' as PID 1: exit 137 after ${stop_ms}ms, no SIGTERM reached the application (its $tail_lines shutdown lines missing), $got lines in the file of the $n written"
+run_killed "plain sh as PID 1"
+wrong="plain sh -c 'app | logpipe' as PID 1: $killed"
+# Docker's init without TINI_KILL_PROCESS_GROUP: tini signals the shell
+# only, which ignores SIGTERM as the recipe says.
+create init-alone --init --entrypoint /bin/sh "$app_image" -c "$recipe_sh"
+run_killed "--init alone"
+init_alone="--init without TINI_KILL_PROCESS_GROUP: $killed"
 
 echo "$name: $engine; images: recipe FROM scratch $recipe_size bytes, with app.sh $app_size bytes" >&2
 echo "$name: right: $right" >&2
 echo "$name: right: $init" >&2
 echo "$name: wrong: $wrong" >&2
-echo "PASS $name: real containers ($engine, FROM scratch image $((recipe_size / 1024)) KiB): $right; $init; $wrong; $((SECONDS - started)) s"
+echo "$name: wrong: $init_alone" >&2
+echo "PASS $name: real containers ($engine, FROM scratch image $((recipe_size / 1024)) KiB): $right; $init; $wrong; $init_alone; $((SECONDS - started)) s"
