@@ -87,6 +87,9 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# Interrupted or killed (not by SIGKILL): clean up all the same.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 # 1. Lint, and one command for both Dockerfiles.
 for f in "$dockerfile" "$scratchfile"; do
