@@ -151,6 +151,7 @@ engine_down() {
     return 0
 }
 cleanup() {
+    trap - ERR
     set +e
     [ -z "$engine" ] || engine_down
     # What the engines mounted under $tmp, deepest first.
