@@ -34,7 +34,7 @@ mkdir -p "$out/examples"
 # their harness and the packaging (modes kept: run scripts stay executable).
 (
     cd contrib
-    find . -type f ! -name test.sh ! -name guest.sh ! -name lib.sh ! -name build-static.sh \
+    find . -type f ! -name test.sh ! -name guest.sh ! -name app.sh ! -name lib.sh ! -name build-static.sh \
         ! -path './harness/*' ! -path './deb/*' ! -path './static/*' -print0 |
         sort -z | xargs -0 cp --parents -p -t "$out/examples"
 )
