@@ -902,6 +902,19 @@ fn waits_between_failures(env: &TestEnv, errno: &str) -> Vec<u64> {
     waits
 }
 
+/// Checks that `stderr` holds exactly the pause, saying `why` the state
+/// file could not be written, and the resumption.
+fn said_paused_once(stderr: &str, why: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    let pause = format!("logpipe: warning: pausing: unable to write out/current.state: {why}");
+    assert!(lines[0].starts_with(&pause), "{stderr}");
+    assert!(
+        lines[1].starts_with("logpipe: info: resumed writing out/current after "),
+        "{stderr}"
+    );
+}
+
 /// The timeout, in milliseconds, of a traced `poll(...)` or `ppoll(...)`
 /// that timed out.
 fn timed_out_poll(line: &str) -> Option<u64> {
@@ -976,19 +989,7 @@ fn a_read_only_directory_pauses_without_spinning() {
         env.collated_sha("out/current"),
         sha(&[first, second].concat())
     );
-    let stderr = stderr.lock().unwrap().clone();
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(
-        lines[0].starts_with(
-            "logpipe: warning: pausing: unable to write out/current.state: Operation not permitted"
-        ),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with("logpipe: info: resumed writing out/current after "),
-        "{stderr}"
-    );
+    said_paused_once(&stderr.lock().unwrap(), "Operation not permitted");
     // Every failed attempt is the state file's open, and between two of
     // them logpipe waited (1 s, then 2 s, ...).
     let failed = failed_calls(&env, "EPERM");
@@ -1046,19 +1047,7 @@ fn an_unwritable_directory_pauses_and_resumes_without_loss() {
         env.collated_sha("out/current"),
         sha(&[first, second].concat())
     );
-    let stderr = stderr.lock().unwrap().clone();
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(
-        lines[0].starts_with(
-            "logpipe: warning: pausing: unable to write out/current.state: Permission denied"
-        ),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with("logpipe: info: resumed writing out/current after "),
-        "{stderr}"
-    );
+    said_paused_once(&stderr.lock().unwrap(), "Permission denied");
 }
 
 struct Immutable(PathBuf);
