@@ -14,7 +14,7 @@
 //! clock is read for the waits of `--on-full` and `--fsync DURATION`,
 //! which are about real elapsed time).
 //!
-//! The parts: [`active`] holds the open file; [`outside`] reacts to what
+//! The parts: `active` holds the open file; `outside` reacts to what
 //! others do to it (removal, a move, SIGHUP); the policy while writes fail
 //! is [`crate::onfull::OnFull`].
 
