@@ -441,6 +441,16 @@ pub struct Metrics {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The `target` label: the active file's path, made absolute (a relative
+/// path says little to whoever reads the metrics).
+fn label(active: &Path) -> String {
+    let path = match std::env::current_dir() {
+        Ok(cwd) if active.is_relative() => cwd.join(active),
+        _ => active.to_path_buf(),
+    };
+    path.to_string_lossy().into_owned()
+}
+
 /// The metrics file's directory, opened, and the interval.
 pub struct Prepared {
     writer: Writer,
@@ -495,7 +505,7 @@ impl Metrics {
                 dir,
                 name,
                 temp,
-                target: active.to_string_lossy().into_owned(),
+                target: label(active),
                 start_time,
                 failing: false,
             },
@@ -581,7 +591,12 @@ impl Writer {
         {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Left by a crash: ours to replace, and only if ours.
-                self.dir.remove_ours(&self.temp)?;
+                if !self.dir.remove_ours(&self.temp)? {
+                    return Err(io::Error::other(format!(
+                        "{} is in the way and is not a file logpipe made",
+                        self.dir.display(&self.temp).display()
+                    )));
+                }
                 self.dir
                     .create_new(&self.temp, FILE_MODE, Access::ReadWrite)?
             }
