@@ -34,6 +34,10 @@ use crate::sys::{Access, Dir};
 /// another user, and nothing in it is secret beyond the target's path.
 const FILE_MODE: u32 = 0o644;
 
+/// The shortest time between two writes of the file asked for by
+/// [`poke`] (the interval's and the last one at exit are not held back).
+const MIN_GAP: Duration = Duration::from_millis(100);
+
 /// Why a segment was finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -214,7 +218,8 @@ pub fn pause_ended() {
     poke();
 }
 
-/// Asks the writer thread to write the file now. Never waits beyond the
+/// Asks the writer thread to write the file now (or 0.1 s after its last
+/// write, at the latest). Never waits beyond the
 /// writer's bookkeeping.
 pub fn poke() {
     lock(&WAKE).poked = true;
@@ -544,7 +549,8 @@ impl Writer {
     fn run(&mut self, interval: Duration) {
         loop {
             self.write();
-            let deadline = Instant::now() + interval;
+            let written = Instant::now();
+            let deadline = written + interval;
             let mut wake = lock(&WAKE);
             loop {
                 if wake.stop {
@@ -552,11 +558,16 @@ impl Writer {
                     self.write();
                     return;
                 }
-                if std::mem::take(&mut wake.poked) {
-                    break;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
+                // A poke is served at once, but a flood of rotations
+                // (a tiny --size) writes the file at most every MIN_GAP.
+                let due = if wake.poked {
+                    deadline.min(written + MIN_GAP)
+                } else {
+                    deadline
+                };
+                let left = due.saturating_duration_since(Instant::now());
                 if left.is_zero() {
+                    wake.poked = false;
                     break;
                 }
                 wake = WOKEN
