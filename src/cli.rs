@@ -225,18 +225,6 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Permission bits of created files.
-    ///
-    /// In octal, at most 0777; set exactly, whatever the umask.
-    #[arg(long, value_name = "OCTAL", default_value = "0640", value_parser = parse_file_mode)]
-    pub mode: u32,
-
-    /// Permission bits of created directories.
-    ///
-    /// In octal, at most 0777; the umask applies, as for mkdir.
-    #[arg(long, value_name = "OCTAL", default_value = "0750", value_parser = parse_file_mode)]
-    pub dir_mode: u32,
-
     /// Write counters to FILE (Prometheus text).
     ///
     /// In the text exposition format, for node_exporter's textfile
@@ -251,6 +239,18 @@ pub struct Args {
     /// A whole number of s, m, h or d.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
+
+    /// Permission bits of created files.
+    ///
+    /// In octal, at most 0777; set exactly, whatever the umask.
+    #[arg(long, value_name = "OCTAL", default_value = "0640", value_parser = parse_file_mode)]
+    pub mode: u32,
+
+    /// Permission bits of created directories.
+    ///
+    /// In octal, at most 0777; the umask applies, as for mkdir.
+    #[arg(long, value_name = "OCTAL", default_value = "0750", value_parser = parse_file_mode)]
+    pub dir_mode: u32,
 
     /// For packaging: print the man page or a shell completion script to
     /// standard output and exit. Alone on the command line: TARGET is not
