@@ -118,6 +118,18 @@ const PEERS: &[Sink] = &[
         stamped: false,
     },
     Sink {
+        label: "logpipe `--size 64M --compress none --metrics`",
+        tool: Tool::Logpipe(&[
+            "--size",
+            "64M",
+            "--compress",
+            "none",
+            "--metrics",
+            "metrics.prom",
+        ]),
+        stamped: false,
+    },
+    Sink {
         label: "logpipe `--size 64M --compress none --timestamp rfc3339`",
         tool: Tool::Logpipe(&[
             "--size",

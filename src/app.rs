@@ -15,6 +15,7 @@ use crate::cli;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::lock;
+use crate::metrics::Metrics;
 use crate::numbering::Numbering;
 use crate::onfull::OnFull;
 use crate::reader::{Input, LineReader};
@@ -49,7 +50,11 @@ pub fn run(config: Config) -> Result<()> {
         stamper,
         tee,
         shutdown_timeout,
+        metrics,
     } = config;
+    let metrics = metrics
+        .map(|options| Metrics::prepare(&options, &target.active()))
+        .transpose()?;
     target.create_dir(dir_mode)?;
     // The directory is opened once, here: a symlinked TARGET directory is
     // resolved now, and every file below is named relative to it.
@@ -74,8 +79,10 @@ pub fn run(config: Config) -> Result<()> {
         on_full,
         clock.now(),
     )?;
+    let metrics = metrics.map(Metrics::start).transpose()?;
     let worker = Worker::start(target, dir, policy)?;
     let mut out = Output {
+        count: metrics.is_some(),
         clock,
         sink,
         stamper,
@@ -90,12 +97,18 @@ pub fn run(config: Config) -> Result<()> {
     if let Err(e) = pumped {
         // What was written stays; make it durable before saying why not all.
         out.sink.sync_now();
+        if let Some(metrics) = metrics {
+            metrics.finish();
+        }
         return Err(e);
     }
     hand_over(&mut out.sink, &worker);
     let closed = out.sink.close(out.clock.now());
     // What is left undone, the worker says itself.
     let _ = worker.shutdown(shutdown_timeout);
+    if let Some(metrics) = metrics {
+        metrics.finish();
+    }
     closed
 }
 
@@ -123,12 +136,17 @@ struct Output {
     stamper: Option<Stamper>,
     tee: Tee,
     signals: Rc<Signals>,
+    /// `--metrics`: count input lines.
+    count: bool,
 }
 
 impl Output {
     /// Writes one run of input to the active file (through the stamper when
     /// timestamps are on), then copies it to standard output with `--tee`.
     fn write(&mut self, run: &[u8]) -> Result<()> {
+        if self.count {
+            crate::metrics::input(run);
+        }
         write_run(&mut self.clock, &mut self.sink, &mut self.stamper, run)?;
         self.tee.copy(run, &self.signals);
         Ok(())

@@ -225,6 +225,21 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Write counters to FILE (Prometheus text).
+    ///
+    /// In the text exposition format, for node_exporter's textfile
+    /// collector (name it `*.prom` in the collector's directory). Replaced
+    /// atomically every --metrics-interval, at each rotation, when a pause
+    /// or a run of drops starts or ends, and at exit.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+
+    /// How often to write the --metrics file.
+    ///
+    /// A whole number of s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
+    pub metrics_interval: Duration,
+
     /// Permission bits of created files.
     ///
     /// In octal, at most 0777; set exactly, whatever the umask.

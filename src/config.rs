@@ -40,6 +40,8 @@ pub struct Config {
     pub tee: bool,
     /// How long the end waits for queued compressions and hooks.
     pub shutdown_timeout: Duration,
+    /// `--metrics`, `--metrics-interval`.
+    pub metrics: Option<crate::metrics::Options>,
 }
 
 impl Config {
@@ -77,6 +79,10 @@ impl Config {
                 .map(|format| Stamper::new(format, tz, args.utc)),
             tee: args.tee,
             shutdown_timeout: args.shutdown_timeout,
+            metrics: args.metrics.map(|file| crate::metrics::Options {
+                file,
+                interval: args.metrics_interval,
+            }),
         }
     }
 }

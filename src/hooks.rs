@@ -229,6 +229,7 @@ fn run(shared: &Shared, command: &str) {
             Stream::Stderr => crate::warning!("--on-rotate for {}: {line}", path.display()),
         });
         if let Err(e) = result {
+            crate::metrics::hook_failed();
             crate::warning!("--on-rotate for {}: {e}", path.display());
         }
         let mut state = shared.lock();

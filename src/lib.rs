@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod inventory;
 pub mod lock;
 pub mod manpage;
+pub mod metrics;
 pub mod naming;
 pub mod numbering;
 pub mod onfull;

@@ -54,7 +54,34 @@ pub enum Next {
     Fail,
 }
 
+/// What the sink is doing, for `--metrics` and systemd's `STATUS=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Writes work.
+    Writing,
+    /// Writes fail and input is held back (`--on-full block`).
+    Paused,
+    /// Writes fail and input is dropped (`--on-full drop`).
+    Dropping,
+}
+
 impl OnFull {
+    /// What the sink is doing now.
+    pub fn condition(&self) -> Condition {
+        match self {
+            OnFull::Block {
+                pausing: Some(_), ..
+            } => Condition::Paused,
+            OnFull::Drop {
+                dropped: Some(_), ..
+            }
+            | OnFull::Drop {
+                retry_at: Some(_), ..
+            } => Condition::Dropping,
+            _ => Condition::Writing,
+        }
+    }
+
     /// `--on-full block`.
     pub fn block(pauser: Rc<dyn Pause>) -> OnFull {
         OnFull::Block {
@@ -81,6 +108,7 @@ impl OnFull {
     /// for, allows one last attempt. With `drop`, or for an error no wait
     /// can cure, gives up.
     pub fn after_failure(&mut self, e: &anyhow::Error) -> Next {
+        crate::metrics::write_error();
         if is_permanent(e) {
             return Next::Fail;
         }
@@ -97,6 +125,7 @@ impl OnFull {
         }
         let (since, wait) = *pausing.get_or_insert_with(|| {
             crate::warning!("pausing: {e:#}");
+            crate::metrics::pause_started();
             (Instant::now(), backoff::FIRST)
         });
         if !pauser.pause(wait) {
@@ -113,6 +142,7 @@ impl OnFull {
         if let OnFull::Block { pausing, .. } = self
             && let Some((since, _)) = pausing.take()
         {
+            crate::metrics::pause_ended();
             crate::info!(
                 "resumed writing {} after {}s",
                 what.display(),
@@ -129,8 +159,13 @@ impl OnFull {
         };
         let first = dropped.is_none();
         let (lines, bytes) = dropped.get_or_insert((0, 0));
-        *lines += memchr::memchr_iter(b'\n', rest).count() as u64;
+        let more = memchr::memchr_iter(b'\n', rest).count() as u64;
+        *lines += more;
         *bytes += rest.len() as u64;
+        crate::metrics::dropped(more, rest.len() as u64);
+        if first {
+            crate::metrics::poke();
+        }
         first
     }
 
@@ -146,6 +181,7 @@ impl OnFull {
     pub fn marker_written(&mut self) {
         if let OnFull::Drop { dropped, .. } = self {
             *dropped = None;
+            crate::metrics::poke();
         }
     }
 

@@ -182,6 +182,11 @@ impl Worker {
         // segment, so that a plain segment it finds is one an earlier run
         // left, never one that the main loop is also about to send.
         let queue = recover(&dir, &target.name, policy.gzip.is_some());
+        for id in &queue {
+            let name = inventory::name(&target.name, *id, Form::Plain);
+            let len = dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
+            crate::metrics::queued(len);
+        }
         let hooks = policy.on_rotate.clone().and_then(|command| {
             Hooks::start(command)
                 .map_err(|e| crate::warning!("unable to start the --on-rotate runner: {e}"))
@@ -665,6 +670,8 @@ impl State {
             status.committing = !status.stopped;
             status.committing
         };
+        let name = self.segment_name(id);
+        let len = self.dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
         let result = match self.policy.gzip {
             Some(level) => {
                 // Made at the first segment to compress, then kept for all.
@@ -714,6 +721,8 @@ impl State {
         // Popped and handed to the hook in one step under the lock, so that
         // a shutdown report counts it in exactly one place.
         status.queue.pop_front();
+        let compressed = self.policy.gzip.is_some() && matches!(result, Ok(Outcome::Done(_)));
+        crate::metrics::dequeued(len, compressed, status.queue.is_empty());
         if let (Some(hooks), Some(name)) = (&self.hooks, hook) {
             hooks.push(self.path(&name));
         }

@@ -28,7 +28,7 @@ const IMMUTABLE: &str =
     "it makes the target directory immutable (chattr +i), which root's writes cannot pass either";
 
 /// A tmpfs of `size` mounted at `dir` for as long as it lives.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
@@ -51,7 +51,7 @@ impl Drop for Tmpfs {
 
 /// A test directory with a 4 MiB tmpfs at `mnt`, filled but for about
 /// 64 KiB by `mnt/filler`. Fails the test unless it runs as root.
-fn nearly_full_disk(test: &str) -> (TestEnv, Tmpfs, PathBuf) {
+pub(crate) fn nearly_full_disk(test: &str) -> (TestEnv, Tmpfs, PathBuf) {
     require_root(test, TMPFS);
     let env = TestEnv::new();
     let disk = Tmpfs::mount(&env.path("mnt"), "4m");
@@ -73,7 +73,7 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
 }
 
 /// Collects a child's stderr as it comes, so a test can wait for a line.
-fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+pub(crate) fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let pipe = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&text);

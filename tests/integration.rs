@@ -7,6 +7,7 @@ mod corpus;
 mod faults;
 mod hostile;
 mod memory;
+mod metrics;
 mod naming;
 mod retention;
 mod rootsafe;

@@ -85,6 +85,7 @@ impl Active {
         }
         let mid_line = ends_mid_line(&file, meta.len)
             .with_context(|| format!("unable to read {}", path.display()))?;
+        crate::metrics::active_size(meta.len);
         let active = Active {
             dir,
             target,
@@ -130,6 +131,7 @@ impl Active {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.written += n as u64;
+                    crate::metrics::written(n, self.written);
                     self.mid_line = bytes[n - 1] != b'\n';
                     *bytes = &bytes[n..];
                     self.unsynced_since.get_or_insert_with(Instant::now);
@@ -197,6 +199,7 @@ impl Active {
             .with_context(|| format!("unable to read {}", path.display()))?;
         self.file = file;
         self.written = meta.len;
+        crate::metrics::active_size(meta.len);
         self.mid_line = mid_line;
         Ok((meta.len > 0).then_some(meta.modified))
     }

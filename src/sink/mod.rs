@@ -30,6 +30,7 @@ use jiff::civil::Date;
 
 use crate::cli::Fsync;
 use crate::lock::Lock;
+use crate::metrics::Reason;
 use crate::naming::SegmentId;
 use crate::numbering::Numbering;
 use crate::onfull::{Next, OnFull};
@@ -100,6 +101,11 @@ pub struct Sink {
     /// When [`Sink::tick`] last checked that the active file is still
     /// linked in its directory.
     last_link_check: Instant,
+    /// Why the roll under way happens, for `--metrics`.
+    reason: Reason,
+    /// The active file left by an earlier run was from an ended window:
+    /// its roll is a restart's.
+    stale_at_open: bool,
 }
 
 impl Sink {
@@ -137,8 +143,11 @@ impl Sink {
             moved: None,
             relinking: None,
             last_link_check: Instant::now(),
+            reason: Reason::Size,
+            stale_at_open: false,
         };
         sink.adopt(now, last_written)?;
+        sink.stale_at_open = sink.deadline.is_some_and(|d| now >= d);
         Ok(sink)
     }
 
@@ -162,6 +171,11 @@ impl Sink {
     /// The active file's path, for messages.
     pub fn path(&self) -> std::path::PathBuf {
         self.active.path()
+    }
+
+    /// What the sink is doing now.
+    pub fn condition(&self) -> crate::onfull::Condition {
+        self.on_full.condition()
     }
 
     /// Writes `data`, rolling the active file at line boundaries so that it
@@ -228,7 +242,10 @@ impl Sink {
             let written = self.active.written();
             let room = self.options.size.saturating_sub(written);
             match next_step(data, room, self.active.mid_line(), written == 0) {
-                Step::Roll => self.roll(now)?,
+                Step::Roll => {
+                    self.reason = Reason::Size;
+                    self.roll(now)?
+                }
                 Step::Write(take) => {
                     let mut piece = &data[..take];
                     let appended = self.append(now, &mut piece);
@@ -298,8 +315,15 @@ impl Sink {
             self.retrying(now, Sink::reopen)?;
         }
         if self.rotation != Rotation::Idle || self.deadline.is_some_and(|d| now >= d) {
+            self.reason = match self.rotation {
+                Rotation::Asked => Reason::Signal,
+                Rotation::RenamedAway => self.reason,
+                Rotation::Idle if self.stale_at_open => Reason::Restart,
+                Rotation::Idle => Reason::Clock,
+            };
             self.roll(now)?;
         }
+        self.stale_at_open = false;
         Ok(())
     }
 
@@ -475,6 +499,7 @@ impl Sink {
                 match self.active.rename_to(&name) {
                     Ok(()) => {
                         self.finished.push(id);
+                        crate::metrics::rotated(self.reason, self.active.written());
                         break;
                     }
                     // Somebody else's file has that name: leave it, take
