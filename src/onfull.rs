@@ -54,7 +54,34 @@ pub enum Next {
     Fail,
 }
 
+/// What the sink is doing, for `--metrics` and systemd's `STATUS=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Writes work.
+    Writing,
+    /// Writes fail and input is held back (`--on-full block`).
+    Paused,
+    /// Writes fail and input is dropped (`--on-full drop`).
+    Dropping,
+}
+
 impl OnFull {
+    /// What the sink is doing now.
+    pub fn condition(&self) -> Condition {
+        match self {
+            OnFull::Block {
+                pausing: Some(_), ..
+            } => Condition::Paused,
+            OnFull::Drop {
+                dropped: Some(_), ..
+            }
+            | OnFull::Drop {
+                retry_at: Some(_), ..
+            } => Condition::Dropping,
+            _ => Condition::Writing,
+        }
+    }
+
     /// `--on-full block`.
     pub fn block(pauser: Rc<dyn Pause>) -> OnFull {
         OnFull::Block {

@@ -164,6 +164,11 @@ impl Sink {
         self.active.path()
     }
 
+    /// What the sink is doing now.
+    pub fn condition(&self) -> crate::onfull::Condition {
+        self.on_full.condition()
+    }
+
     /// Writes `data`, rolling the active file at line boundaries so that it
     /// never passes the size limit, unless it holds a single line longer than
     /// the limit.
