@@ -40,6 +40,8 @@ pub struct Config {
     pub tee: bool,
     /// How long the end waits for queued compressions and hooks.
     pub shutdown_timeout: Duration,
+    /// `--ready-fd`: where readiness is written.
+    pub ready_fd: Option<i32>,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
                 .map(|format| Stamper::new(format, tz, args.utc)),
             tee: args.tee,
             shutdown_timeout: args.shutdown_timeout,
+            ready_fd: args.ready_fd,
         }
     }
 }

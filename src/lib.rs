@@ -27,6 +27,7 @@ pub mod inventory;
 pub mod lock;
 pub mod manpage;
 pub mod naming;
+pub mod notify;
 pub mod numbering;
 pub mod onfull;
 pub mod reader;

@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod memory;
 mod naming;
+mod ready;
 mod retention;
 mod rootsafe;
 mod size;
