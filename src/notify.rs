@@ -207,14 +207,22 @@ fn connect(path: &std::ffi::OsStr) -> Result<(UnixDatagram, SocketAddr)> {
     Ok((socket, addr))
 }
 
-/// Writes a newline to descriptor `fd`, through a descriptor of its own
-/// on the same pipe or file (opened by `/proc/self/fd`), so that no
+/// Writes a newline to descriptor `fd` through a duplicate of logpipe's
+/// own (`pidfd_getfd` on itself, or where that is not allowed, as under
+/// some seccomp profiles, a reopening by `/proc/self/fd`), so that no
 /// descriptor logpipe does not own is used: descriptor `fd` itself stays
 /// open, and is never written again.
 fn write_ready(fd: i32) -> std::io::Result<()> {
-    let mut file: File = OpenOptions::new()
-        .append(true)
-        .open(format!("/proc/self/fd/{fd}"))?;
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let dup = pidfd_open(getpid(), PidfdFlags::empty())
+        .and_then(|pidfd| pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()));
+    let mut file = match dup {
+        Ok(dup) => File::from(dup),
+        Err(e) if e == rustix::io::Errno::BADF => return Err(e.into()),
+        Err(_) => OpenOptions::new()
+            .append(true)
+            .open(format!("/proc/self/fd/{fd}"))?,
+    };
     file.write_all(b"\n")
 }
 
