@@ -174,7 +174,8 @@ prepare_for_nobody() {
 # copy_recipe DIR SETUID SVC: DIR's run and log/run into SVC, as shipped
 # but for the users (SETUID app, SETUID log and install -o log become
 # nobody), the paths ($tmp/bin/app, $tmp/bin/logpipe, $logdir) and --size
-# 64K (for many rotations); fails if a line the test substitutes changed.
+# 64K (for many rotations), with log/notification-fd if DIR has one;
+# fails if a line the test substitutes changed.
 copy_recipe() {
     local dir=$1 setuid=$2 svc=$3
     sed -e "s|$setuid app |$setuid nobody |" \
@@ -184,8 +185,11 @@ copy_recipe() {
         -e 's|--size 64M|--size 64K|' "$dir/log/run" >"$svc/log/run"
     grep -q "^exec $setuid nobody $tmp/bin/app\$" "$svc/run" ||
         fail "$dir/run no longer has the line the test substitutes"
-    grep -q "^exec $setuid nobody $tmp/bin/logpipe --size 64K $logdir/\$" "$svc/log/run" ||
+    grep -q "^exec $setuid nobody $tmp/bin/logpipe \(--ready-fd [0-9]* \)\?--size 64K $logdir/\$" "$svc/log/run" ||
         fail "$dir/log/run no longer has the line the test substitutes"
+    if [ -e "$dir/log/notification-fd" ]; then
+        cp "$dir/log/notification-fd" "$svc/log/notification-fd"
+    fi
     chmod 0755 "$svc/run" "$svc/log/run"
 }
 

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::lock;
 use crate::metrics::Metrics;
+use crate::notify::{Notify, Pausing};
 use crate::numbering::Numbering;
 use crate::onfull::OnFull;
 use crate::reader::{Input, LineReader};
@@ -51,6 +52,7 @@ pub fn run(config: Config) -> Result<()> {
         tee,
         shutdown_timeout,
         metrics,
+        ready_fd,
     } = config;
     let metrics = metrics
         .map(|options| Metrics::prepare(&options, &target.active()))
@@ -66,8 +68,12 @@ pub fn run(config: Config) -> Result<()> {
     let lock = lock::acquire(&dir, &target, options.mode)?;
     let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
     let signals = Rc::new(Signals::install()?);
+    let notify = Rc::new(Notify::from_env(ready_fd));
     let on_full = match on_full {
-        cli::OnFull::Block => OnFull::block(signals.clone()),
+        cli::OnFull::Block => OnFull::block(Rc::new(Pausing {
+            signals: signals.clone(),
+            notify: notify.clone(),
+        })),
         cli::OnFull::Drop => OnFull::drop_input(),
     };
     let sink = Sink::open(
@@ -80,6 +86,7 @@ pub fn run(config: Config) -> Result<()> {
         clock.now(),
     )?;
     let metrics = metrics.map(Metrics::start).transpose()?;
+    notify.ready()?;
     let worker = Worker::start(target, dir, policy)?;
     let mut out = Output {
         count: metrics.is_some(),
@@ -92,7 +99,8 @@ pub fn run(config: Config) -> Result<()> {
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
 
-    let pumped = pump(&stdin, &mut out, &worker);
+    let pumped = pump(&stdin, &mut out, &worker, &notify);
+    notify.stopping();
     close_input(stdin);
     if let Err(e) = pumped {
         // What was written stays; make it durable before saying why not all.
@@ -158,10 +166,11 @@ impl Output {
 /// One loop, one deadline, after s6-log: each pass reads the clock once,
 /// acts on signals and due rotations, then waits for input, a signal or
 /// the next boundary, whichever comes first.
-fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
+fn pump(stdin: &File, out: &mut Output, worker: &Worker, notify: &Notify) -> Result<()> {
     let mut reader = LineReader::new(stdin);
     loop {
         worker.check();
+        notify.tick(out.sink.condition());
         let now = out.clock.now();
         if out.signals.take_roll() {
             out.sink.ask_roll();
@@ -174,7 +183,7 @@ fn pump(stdin: &File, out: &mut Output, worker: &Worker) -> Result<()> {
         if out.signals.stop_asked() {
             return write_available(stdin, &mut reader, out);
         }
-        let timeout = wait_ms(now, out.sink.wake_at());
+        let timeout = notify.cap_wait(wait_ms(now, out.sink.wake_at()));
         // After end of input, only what the reader holds is left: no wait
         // (a terminal is not readable again after its ^D was read).
         let ready = if reader.at_end() {

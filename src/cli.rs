@@ -205,6 +205,17 @@ pub struct Args {
     #[arg(long, value_name = "CMD", value_parser = parse_command)]
     pub on_rotate: Option<String>,
 
+    /// Write a newline to descriptor N once ready.
+    ///
+    /// s6's notification-fd protocol: once the lock on the target is held
+    /// and the active file is open, logpipe writes a newline to descriptor
+    /// N (3 or more), through a descriptor of its own, and never writes to
+    /// it again. If N is not open for writing, logpipe exits with status 1.
+    /// Under systemd, `READY=1` goes to `NOTIFY_SOCKET` at the same moment,
+    /// without this option.
+    #[arg(long, value_name = "N", value_parser = parse_ready_fd)]
+    pub ready_fd: Option<i32>,
+
     /// When to fsync: rotate, always, or like 5s.
     ///
     /// `rotate`: each finished segment is made durable soon after its
@@ -312,6 +323,15 @@ fn parse_command(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// Checks a descriptor given with `--ready-fd`: not standard input,
+/// output or error, and a descriptor number at all.
+fn parse_ready_fd(text: &str) -> Result<i32, String> {
+    match text.parse::<i32>() {
+        Ok(fd) if fd >= 3 => Ok(fd),
+        _ => Err("expected a descriptor number of 3 or more".into()),
+    }
+}
+
 /// Checks an active file name given with `--name`: one path component.
 fn parse_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text == "." || text == ".." || text.contains('/') {
@@ -345,6 +365,15 @@ mod tests {
         assert_eq!(parse_command("gzip -t"), Ok("gzip -t".into()));
         for bad in ["", " ", "\t\n "] {
             assert!(parse_command(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn ready_fds() {
+        assert_eq!(parse_ready_fd("3"), Ok(3));
+        assert_eq!(parse_ready_fd("2147483647"), Ok(i32::MAX));
+        for bad in ["", "0", "1", "2", "-1", "x", "2147483648", "3.0"] {
+            assert!(parse_ready_fd(bad).is_err(), "{bad} should be refused");
         }
     }
 

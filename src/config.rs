@@ -42,6 +42,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `--metrics`, `--metrics-interval`.
     pub metrics: Option<crate::metrics::Options>,
+    /// `--ready-fd`: where readiness is written.
+    pub ready_fd: Option<i32>,
 }
 
 impl Config {
@@ -83,6 +85,7 @@ impl Config {
                 file,
                 interval: args.metrics_interval,
             }),
+            ready_fd: args.ready_fd,
         }
     }
 }

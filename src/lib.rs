@@ -28,6 +28,7 @@ pub mod lock;
 pub mod manpage;
 pub mod metrics;
 pub mod naming;
+pub mod notify;
 pub mod numbering;
 pub mod onfull;
 pub mod reader;

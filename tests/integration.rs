@@ -9,6 +9,7 @@ mod hostile;
 mod memory;
 mod metrics;
 mod naming;
+mod ready;
 mod retention;
 mod rootsafe;
 mod size;

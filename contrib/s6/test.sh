@@ -14,6 +14,11 @@
 # wrote; every segment is a valid gzip of at most 64 KiB of whole lines;
 # the pipe is the same one for every producer and every logpipe; every
 # logpipe and every producer exited 0 (s6-svdt); nothing is left running.
+# Before all that, readiness (log/notification-fd, --ready-fd): while
+# another logpipe holds the lock on the directory, the logger's logpipe
+# cannot start and `s6-svwait -U` must keep waiting (it times out after
+# 3 s); once that holder ends, `s6-svwait -U` returns, and the lock then
+# names the logger's logpipe.
 #
 # Needs root (s6-setuidgid, install -o). Run from anywhere; LOGPIPE
 # overrides the binary under test.
@@ -26,6 +31,7 @@ restarts=5
 cd "$repo"
 tmp=
 svscan_pid=
+holder=
 
 on_fail() {
     show_output_and_starts
@@ -51,6 +57,9 @@ cleanup() {
             [ -z "$(leftovers)" ] && break
             sleep 0.1
         done
+    fi
+    if [ -n "$holder" ]; then
+        kill -TERM "$holder" 2>/dev/null || true
     fi
     if [ -n "$tmp" ]; then
         kill_leftovers
@@ -89,8 +98,34 @@ deaths() { # deaths SERVICEDIR: "COUNT exitcode N" per kind of death
     s6-svdt "$1" | cut -d' ' -f2- | sort | uniq -c | sed 's/^ *//'
 }
 
-s6-svscan "$tmp/scan" </dev/null >/dev/null 2>"$tmp/svscan.err" &
+# Readiness. Another logpipe (same user) holds the lock on $logdir, fed
+# by a FIFO that this script holds open on descriptor 7.
+install -d -o nobody -m 0750 "$logdir"
+mkfifo "$tmp/hold.fifo"
+(cd "$tmp" && exec s6-setuidgid nobody "$tmp/bin/logpipe" "$logdir/" <"$tmp/hold.fifo" 2>"$tmp/holder.err") &
+holder=$!
+exec 7>"$tmp/hold.fifo"
+held() { [ "$(cat "$logdir/current.lock" 2>/dev/null)" = "$holder" ]; }
+wait_for "the other logpipe to hold the lock" held
+
+# Not descriptor 7: the holder's end of input must not wait for s6-svscan.
+s6-svscan "$tmp/scan" </dev/null >/dev/null 2>"$tmp/svscan.err" 7>&- &
 svscan_pid=$!
+refused() { grep -q "^logpipe: unable to lock $logdir/current.lock: held by pid $holder" "$tmp/svscan.err"; }
+wait_for "the logger's logpipe to be refused the lock" refused
+status=0
+s6-svwait -U -t 3000 "$svc/log" 2>/dev/null || status=$?
+[ "$status" -eq 99 ] ||
+    fail "s6-svwait -U exited $status while another logpipe held the lock; want 99 (timed out)"
+exec 7>&-   # the holder reads to end of input and exits 0
+wait "$holder" || fail "the other logpipe exited $?"
+holder=
+s6-svwait -U -t 30000 "$svc/log" || fail "s6-svwait -U exited $? once the lock was free"
+lp=$(pid_of "$svc/log")
+[ "$(cat "$logdir/current.lock")" = "$lp" ] ||
+    fail "s6-svwait -U returned, but the lock holds $(cat "$logdir/current.lock"), not the logger's $lp"
+# The refused starts are not part of what follows.
+s6-svdt-clear "$svc/log"
 wait_for "s6-svscan to start both services" running "$svc"
 wait_for "the first 1000 lines" at_least 1000
 pipe=
@@ -130,12 +165,15 @@ exits=$(deaths "$svc/log")
 exits=$(deaths "$svc")
 [ "$exits" = "$((restarts + 1)) exitcode 0" ] ||
     fail "producer deaths: $exits; want $((restarts + 1)) times exitcode 0"
-! grep -q logpipe "$tmp/svscan.err" || fail "logpipe wrote to stderr"
+# Besides the refusals while the lock was held, logpipe said nothing.
+said=$(grep logpipe "$tmp/svscan.err" | grep -v "^logpipe: unable to lock $logdir/current.lock: held by pid ") || true
+[ -z "$said" ] || fail "logpipe wrote to stderr: $said"
 
 # The output: every line the producer wrote, once, in order, byte for
 # byte; every segment a valid gzip of whole lines, at most 64 KiB.
 check "$logdir/" --state "$state" --starts $((restarts + 1)) \
     --compressed --max-size 65536 --min-segments 5
 
-echo "PASS $name: $restarts service restarts and $restarts log restarts, one pipe" \
+echo "PASS $name: s6-svwait -U waited while another logpipe held the lock, returned once" \
+    "the logger's logpipe held it; $restarts service restarts and $restarts log restarts, one pipe" \
     "throughout, every logpipe exit 0: $result"

@@ -51,6 +51,21 @@ on_fail() {
 }
 say() { printf '%(%T)T %s\n' -1 "$*"; }
 
+# Type=notify: `systemctl start` (or restart) of unit $1 has returned, so
+# logpipe must have sent READY=1: the unit is active/running and its main
+# process, logpipe, holds the lock. Then STATUS=writing shows in
+# `systemctl status`. Sets lp, as new_logpipe does.
+started_ready() {
+    local unit=$1 state
+    state=$(systemctl show -P ActiveState "$unit")/$(systemctl show -P SubState "$unit")
+    [ "$state" = active/running ] || fail "$unit is $state right after systemctl start"
+    lp=$(systemctl show -P MainPID "$unit")
+    [ "$(cat "$logdir/current.lock" 2>/dev/null)" = "$lp" ] ||
+        fail "$unit: systemctl start returned before logpipe ($lp) held the lock"
+    status_writing() { systemctl status --no-pager "$unit" | grep -q '^ *Status: "writing"$'; }
+    wait_for -t 10 "$unit: Status: \"writing\" in systemctl status" status_writing
+}
+
 # The pids of logpipe, its hooks and the producer, wherever they run.
 ours() {
     local p exe cmd
@@ -140,7 +155,9 @@ state=/shared/pair/state old_lp=
 install -d -o app -g app "$state"
 systemctl enable --now app-log.socket 2>/dev/null
 [ -p /run/app-log.fifo ] || fail "app-log.socket made no FIFO /run/app-log.fifo"
-systemctl start app   # Wants= app-log.service
+systemctl start app-log.service
+started_ready app-log.service
+systemctl start app   # After= app-log.service, which is running
 wait_for "logpipe to start" new_logpipe
 old_lp=$lp
 for run in $(seq "$runs"); do
@@ -150,9 +167,23 @@ for run in $(seq "$runs"); do
     say "  run $run: logpipe $lp, $(written) lines written"
     [ "$run" -eq "$runs" ] && break
     systemctl restart app-log
-    wait_for "logpipe to start again" new_logpipe
+    started_ready app-log.service
+    [ "$lp" != "$old_lp" ] || fail "systemctl restart app-log left logpipe $lp running"
     old_lp=$lp
 done
+# The watchdog (WatchdogSec=2s from test.sh's drop-in; logpipe pings every
+# second) must not fire during a normal run: let 3 intervals pass while
+# the application writes, then logpipe must be the same, never restarted,
+# and systemd must have said nothing of a watchdog.
+[ "$(systemctl show -P WatchdogUSec app-log)" = 2s ] ||
+    fail "app-log: WatchdogUSec=$(systemctl show -P WatchdogUSec app-log), want 2s"
+sleep 6
+[ "$(systemctl show -P MainPID app-log)" = "$lp" ] || fail "app-log: logpipe $lp was replaced"
+[ "$(systemctl show -P NRestarts app-log)" = 0 ] ||
+    fail "app-log: NRestarts=$(systemctl show -P NRestarts app-log)"
+journalctl --sync
+! journalctl --no-pager -q -u app-log.service | grep -i watchdog ||
+    fail "systemd speaks of the watchdog of app-log"
 systemctl stop app
 [ "$(systemctl show -P Result app)" = success ] || fail "app: Result=$(systemctl show -P Result app)"
 systemctl stop app-log.service

@@ -12,9 +12,10 @@
 #    guest runs as a oneshot unit after boot. That script drives the units
 #    with systemctl (see it for the steps): the one unit started and
 #    restarted, the FIFO pair with logpipe restarted under a running
-#    application, `systemctl stop` leaving nothing behind, the hardening
-#    refusing writes outside /var/log/app, logpipe's warnings in
-#    `journalctl -u`. Then it powers the guest off.
+#    application (Type=notify: ready as each start returns, STATUS= in
+#    systemctl status, a 2 s watchdog that never fires), `systemctl
+#    stop` leaving nothing behind, the hardening refusing writes outside
+#    /var/log/app, logpipe's warnings in `journalctl -u`. Then it powers the guest off.
 # 3. On the host, check.py checks each pipeline's output byte for byte.
 # Every wait is bounded; the container is stopped by its pid and the
 # overlay unmounted whatever happens.
@@ -147,6 +148,11 @@ install -D -m 0644 /dev/stdin "$etc/app-with-logpipe.service.d/test-state.conf" 
 [Service]
 ReadWritePaths=/shared/single/state
 EOF
+# A watchdog short enough that the pair's run lasts several intervals.
+install -D -m 0644 /dev/stdin "$etc/app-log.service.d/test-watchdog.conf" <<'EOF'
+[Service]
+WatchdogSec=2s
+EOF
 # The pair's application: the drop-in sends its output into the FIFO.
 cat >"$etc/app.service" <<EOF
 [Unit]
@@ -204,4 +210,4 @@ check "$logdir/" --state "$state" --starts 1 --after-term "$tail_lines" --segmen
 pair_result=$result
 hook_line=$(grep -m 1 'Read-only file system' "$tmp/shared/journal")
 
-echo "PASS $name: verify clean; $version booted by systemd-nspawn (root: $root_time; guest run $guest_time s, test $((SECONDS - start_time)) s); app-with-logpipe started, restarted $((runs - 1)) times, stopped: $single_result; socket pair, app-log restarted $((runs - 1)) times, then app stopped, then app-log: $pair_result; stop left nothing; writes outside /var/log/app refused; journalctl -u app-log: $hook_line"
+echo "PASS $name: verify clean; $version booted by systemd-nspawn (root: $root_time; guest run $guest_time s, test $((SECONDS - start_time)) s); app-with-logpipe started, restarted $((runs - 1)) times, stopped: $single_result; socket pair, app-log restarted $((runs - 1)) times, then app stopped, then app-log: $pair_result; app-log (Type=notify) active/running holding the lock as each start returned, Status: \"writing\", no watchdog firing at WatchdogSec=2s; stop left nothing; writes outside /var/log/app refused; journalctl -u app-log: $hook_line"
