@@ -5,10 +5,10 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::faults::Tmpfs;
 use crate::util::{TestEnv, require_root};
 
 /// logpipe with `--ready-fd 3`, descriptor 3 opened by a shell on
@@ -212,28 +212,6 @@ fn watchdog_pings_at_half_the_interval() {
     assert!(run.status.success(), "{run:?}");
     let got = messages(&socket, Duration::from_millis(200));
     assert_eq!(got, ["READY=1", "STATUS=writing", "STOPPING=1"]);
-}
-
-/// A tmpfs of `size` mounted at `dir` for as long as it lives.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount -t tmpfs failed: {status}");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// On a full disk: STATUS= says paused as the pause starts, the watchdog
