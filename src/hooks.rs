@@ -84,6 +84,23 @@ pub struct Left {
 }
 
 impl Shared {
+    /// Waits on `changed` at most until `deadline`; false once it passed.
+    fn wait_until<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let now = Instant::now();
+        if now >= deadline {
+            return (state, false);
+        }
+        let (state, _) = self
+            .changed
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner);
+        (state, true)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic on the runner thread leaves the queue as it was.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -121,16 +138,11 @@ impl Hooks {
     pub fn wait(&self, deadline: Instant) -> bool {
         let mut state = self.shared.lock();
         while !state.exited {
-            let now = Instant::now();
-            if now >= deadline {
+            let waited;
+            (state, waited) = self.shared.wait_until(state, deadline);
+            if !waited {
                 return false;
             }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
         }
         true
     }
@@ -149,16 +161,11 @@ impl Hooks {
         state.stopped = true;
         self.shared.changed.notify_all();
         while matches!(state.running, Some((_, None))) && !state.exited {
-            let now = Instant::now();
-            if now >= deadline {
+            let waited;
+            (state, waited) = self.shared.wait_until(state, deadline);
+            if !waited {
                 break;
             }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
         }
         Left {
             pending: state.pending.drain(..).collect(),

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::util::{Run, TestEnv, clock_line, segments_in};
+use crate::util::{Run, TestEnv, clock_line, require_root, segments_in};
 
 /// Makes `root` a directory holding only the logpipe binary (as
 /// `/logpipe`), the shared libraries it loads (found with `ldd`), and
@@ -160,12 +160,7 @@ fn every_form_of_tz_works_with_an_empty_zone_directory() {
 #[test]
 #[ignore = "needs root: chroot"]
 fn every_form_of_tz_works_in_an_empty_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (chroot)"
-    );
+    require_root("every_form_of_tz_works_in_an_empty_root", "chroot");
     for (tz, in_berlin) in tz_forms(true) {
         let env = TestEnv::new();
         let root = env.path("root");
@@ -180,12 +175,7 @@ fn every_form_of_tz_works_in_an_empty_root() {
 #[test]
 #[ignore = "needs root: chroot"]
 fn timestamps_carry_the_zone_found_in_an_empty_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (chroot)"
-    );
+    require_root("timestamps_carry_the_zone_found_in_an_empty_root", "chroot");
     let env = TestEnv::new();
     let root = env.path("root");
     scratch_root(&root);
@@ -210,12 +200,7 @@ fn timestamps_carry_the_zone_found_in_an_empty_root() {
 #[test]
 #[ignore = "needs root: chroot"]
 fn a_zone_that_is_nowhere_is_one_warning_and_utc() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (chroot)"
-    );
+    require_root("a_zone_that_is_nowhere_is_one_warning_and_utc", "chroot");
     let env = TestEnv::new();
     let root = env.path("root");
     scratch_root(&root);
