@@ -84,23 +84,6 @@ pub struct Left {
 }
 
 impl Shared {
-    /// Waits on `changed` at most until `deadline`; false once it passed.
-    fn wait_until<'a>(
-        &self,
-        state: MutexGuard<'a, State>,
-        deadline: Instant,
-    ) -> (MutexGuard<'a, State>, bool) {
-        let now = Instant::now();
-        if now >= deadline {
-            return (state, false);
-        }
-        let (state, _) = self
-            .changed
-            .wait_timeout(state, deadline - now)
-            .unwrap_or_else(PoisonError::into_inner);
-        (state, true)
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic on the runner thread leaves the queue as it was.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -139,7 +122,7 @@ impl Hooks {
         let mut state = self.shared.lock();
         while !state.exited {
             let waited;
-            (state, waited) = self.shared.wait_until(state, deadline);
+            (state, waited) = wait_until(&self.shared.changed, state, deadline);
             if !waited {
                 return false;
             }
@@ -162,7 +145,7 @@ impl Hooks {
         self.shared.changed.notify_all();
         while matches!(state.running, Some((_, None))) && !state.exited {
             let waited;
-            (state, waited) = self.shared.wait_until(state, deadline);
+            (state, waited) = wait_until(&self.shared.changed, state, deadline);
             if !waited {
                 break;
             }
@@ -409,6 +392,23 @@ impl Output {
         line(self.stream, text.trim_end_matches('\r'));
         self.buf.clear();
     }
+}
+
+/// Waits on `changed` with `guard` at most until `deadline`; false once it
+/// passed. (The worker's queue waits the same way.)
+pub(crate) fn wait_until<'a, T>(
+    changed: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Instant,
+) -> (MutexGuard<'a, T>, bool) {
+    let now = Instant::now();
+    if now >= deadline {
+        return (guard, false);
+    }
+    let (guard, _) = changed
+        .wait_timeout(guard, deadline - now)
+        .unwrap_or_else(PoisonError::into_inner);
+    (guard, true)
 }
 
 #[cfg(test)]

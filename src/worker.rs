@@ -154,23 +154,6 @@ impl Shared {
         // A panic on the worker thread leaves the queue as it was.
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Waits on `changed` at most until `deadline`; false once it passed.
-    fn wait_until<'a>(
-        &self,
-        status: MutexGuard<'a, Status>,
-        deadline: Instant,
-    ) -> (MutexGuard<'a, Status>, bool) {
-        let now = Instant::now();
-        if now >= deadline {
-            return (status, false);
-        }
-        let (status, _) = self
-            .changed
-            .wait_timeout(status, deadline - now)
-            .unwrap_or_else(PoisonError::into_inner);
-        (status, true)
-    }
 }
 
 impl Worker {
@@ -299,7 +282,7 @@ impl Worker {
             status.shutdown = true;
             self.shared.changed.notify_all();
             while !status.exited {
-                let (next, waited) = self.shared.wait_until(status, deadline);
+                let (next, waited) = hooks::wait_until(&self.shared.changed, status, deadline);
                 status = next;
                 if !waited {
                     break;
@@ -334,7 +317,7 @@ impl Worker {
         status.stopped = true;
         self.shared.changed.notify_all();
         while status.committing && !status.exited {
-            let (next, waited) = self.shared.wait_until(status, deadline);
+            let (next, waited) = hooks::wait_until(&self.shared.changed, status, deadline);
             status = next;
             if !waited {
                 break;
@@ -590,7 +573,7 @@ impl State {
                 return Next::Stop;
             }
             status = match retry_at {
-                Some(at) => shared.wait_until(status, at).0,
+                Some(at) => hooks::wait_until(&shared.changed, status, at).0,
                 None => shared
                     .changed
                     .wait(status)
