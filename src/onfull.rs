@@ -138,14 +138,16 @@ impl OnFull {
     }
 
     /// After a success: says that writing resumed, if it had paused.
-    pub fn after_success(&mut self, what: &std::path::Path) {
+    /// `what` names the file, and is called only then: this runs after
+    /// every write.
+    pub fn after_success(&mut self, what: impl FnOnce() -> std::path::PathBuf) {
         if let OnFull::Block { pausing, .. } = self
             && let Some((since, _)) = pausing.take()
         {
             crate::metrics::pause_ended();
             crate::info!(
                 "resumed writing {} after {}s",
-                what.display(),
+                what().display(),
                 since.elapsed().as_secs()
             );
         }

@@ -416,7 +416,7 @@ impl Sink {
             let e = anyhow::Error::new(e).context(format!("unable to write {}", path.display()));
             self.after_failure(e)?;
         }
-        self.on_full.after_success(&self.path());
+        self.on_full.after_success(|| self.active.path());
         if self.options.fsync == Fsync::Always {
             self.active.sync();
         }
@@ -439,7 +439,7 @@ impl Sink {
         loop {
             match step(self, now) {
                 Ok(()) => {
-                    self.on_full.after_success(&self.path());
+                    self.on_full.after_success(|| self.active.path());
                     return Ok(());
                 }
                 Err(e) => self.after_failure(e)?,
