@@ -44,9 +44,13 @@ Files:
                             --utc), N counts from 1 for each date and is
                             never reused for this target
   ACTIVE.YYYY-MM-DD.N.gz    the same, once compressed
-  ACTIVE.lock               held while logpipe runs; holds its pid
-  ACTIVE.state              the highest N used per date, so that segments
+  .ACTIVE.lock              held while logpipe runs; holds its pid
+  .ACTIVE.state             the highest N used per date, so that segments
                             moved away or deleted never lead to a reused name
+                            (hidden, so that globs like ACTIVE* and log
+                            viewers see only log data; earlier versions
+                            named them ACTIVE.lock and ACTIVE.state, and
+                            logpipe moves those at start)
 
 A second run on the same target appends to the active file (after rolling
 it, if it was last written in an earlier window) and continues the
