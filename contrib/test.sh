@@ -32,7 +32,7 @@ fi
 if [ "$#" -gt 0 ]; then
     recipes=("$@")
 else
-    recipes=(harness static gunicorn runit s6 supervisor systemd docker deb prometheus)
+    recipes=(harness static gunicorn runit s6 supervisor systemd docker deb prometheus rsyslog)
 fi
 failed=()
 for recipe in "${recipes[@]}"; do
