@@ -107,6 +107,46 @@ requests 1-1 2-1 1-2 2-2 1-3
 ! out=$(run_check r/out/ --requests r/answered --min-requests 6) || fail "--min-requests 6 passed"
 ! out=$(run_check r/out/ --requests r/answered --min-workers 3) || fail "--min-workers 3 passed"
 
+# received.py: a central system's copy of the lines (contrib/rsyslog),
+# with lines missing or repeated within limits.
+rcv() { python3 "$repo/contrib/harness/received.py" rcv.txt --state state "$@" 2>&1; }
+passes() { out=$(rcv "$@") || fail "received.py $*: failed: $out"; }
+fails() { # fails SAYS OPTION...: received.py fails on r, saying SAYS
+    local says=$1
+    shift
+    if out=$(rcv "$@"); then fail "received.py $* passed on $what: $out"; fi
+    grep -q -- "$says" <<<"$out" || fail "received.py $* did not say '$says' on $what: $out"
+    breaks=$((breaks + 1))
+}
+what="the lines written" && cp all rcv.txt
+passes --max-lost 0 --max-resumes 0 --max-repeat 0
+grep -q ' lost=0 repeated=0 ' <<<"$out" || fail "received.py on the lines written: $out"
+what="a resume at 101 after 200" && { head -n 200 all && tail -n +101 all; } >rcv.txt
+passes --max-lost 0 --max-resumes 1 --max-repeat 100 --resume-at 101
+grep -q ' lost=0 repeated=100 resumes=1 longest_repeat=100 ' <<<"$out" || fail "received.py on $what: $out"
+passes --max-lost 0 --resume-at 150 --max-other-repeat 100
+fails "lands on no resume point" --max-lost 0 --resume-at 102
+fails "lands on no resume point" --max-lost 0 --resume-at 102 --max-other-repeat 99
+fails "never arrived" --resume-at 101,30001
+fails "1 jumps back, want at most 0" --max-resumes 0
+fails "repeats 100 lines, want at most 99" --max-repeat 99
+what="resumes at 101 and 201" && { head -n 200 all && sed -n 101,300p all && tail -n +201 all; } >rcv.txt
+passes --max-lost 0 --resume-at 101,201
+fails "2 jumps back, want at most 1" --max-lost 0 --max-resumes 1
+what="line 5 lost" && sed 5d all >rcv.txt
+passes --lost-within 3-6
+grep -q ' lost=1 .* lost_ranges=5$' <<<"$out" || fail "received.py on $what: $out"
+fails "1 lines lost, want at most 0" --max-lost 0
+fails "1 lines lost outside 6-9" --lost-within 6-9
+what="lines 1 and 2 swapped" && sed '1{h;d};2G' all >rcv.txt
+fails "not in the order written" --max-lost 0
+what="a line changed" && sed '1s/ /  /' all >rcv.txt
+fails "not lines written" --max-lost 0
+what="a line cut" && sed '3s/.$//' all >rcv.txt
+fails "not lines written"
+what="a line never written" && sed '2s/^line 00000002 /line 99999999 /' all >rcv.txt
+fails "not lines written"
+
 # produce.py keeps one sequence of lines per state directory.
 ! produce --seed 8 --count 20001 >/dev/null 2>&1 || fail "produce.py took another seed's state"
 # dockerfile_argv.py: exec form only.

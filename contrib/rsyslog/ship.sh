@@ -23,7 +23,7 @@ logpipe=${LOGPIPE:-logpipe}
 fifo_dir=$(mktemp -d) || exit 1
 fifo=$fifo_dir/lines
 mkfifo "$fifo" || exit 1
-stopping= follower=
+stopping='' follower=''
 trap 'rm -rf "$fifo_dir"' EXIT
 trap 'stopping=1; [ -z "$follower" ] || kill -TERM "$follower" 2>/dev/null' TERM INT
 
