@@ -43,7 +43,7 @@ use crate::target::Target;
 use cursor::Cursor;
 use output::{Output, Short};
 use position::{Dates, Position};
-use source::Source;
+use source::{Opened, Source};
 use watch::Watch;
 
 /// The size of reads from the files, and of writes to standard output.
@@ -344,13 +344,20 @@ impl Follower {
 
     /// Writes the segment `id` from `offset` on to standard output.
     fn read_segment(&mut self, id: SegmentId, mut offset: u64, signals: &Signals) -> Result<Step> {
-        let Some((mut source, path)) = Source::open(&self.dir, &self.active, id) else {
-            crate::warning!(
-                "{} was removed before it was read; going on with the next segment",
-                self.path_of(id).display()
-            );
-            self.position = Some(Position::After(id));
-            return Ok(Step::Moved);
+        let (mut source, path) = match Source::open(&self.dir, &self.active, id) {
+            Opened::Source(source, path) => (source, path),
+            Opened::Missing => {
+                crate::warning!(
+                    "{} was removed before it was read; going on with the next segment",
+                    self.path_of(id).display()
+                );
+                self.position = Some(Position::After(id));
+                return Ok(Step::Moved);
+            }
+            Opened::Refused => {
+                self.position = Some(Position::After(id));
+                return Ok(Step::Moved);
+            }
         };
         if offset > 0
             && let Err(e) = source.skip(offset)

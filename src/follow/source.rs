@@ -20,6 +20,16 @@ use crate::sys::{Access, Dir};
 /// The forms a finished segment is read from, in the order tried.
 const READABLE: [Form; 2] = [Form::Plain, Form::Gzip];
 
+/// What [`Source::open`] found.
+pub enum Opened {
+    /// The segment's content, and the path of the file it comes from.
+    Source(Source, PathBuf),
+    /// No form of it is there any more.
+    Missing,
+    /// Only forms that are not regular files (said already).
+    Refused,
+}
+
 /// A segment's uncompressed content.
 pub enum Source {
     Plain(File),
@@ -27,10 +37,10 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens segment `id` of `active` in `dir`: `None` when no readable
-    /// form of it is there any more. A form refused (a symbolic link, a
-    /// FIFO…) is said once and passed over.
-    pub fn open(dir: &Dir, active: &OsStr, id: SegmentId) -> Option<(Source, PathBuf)> {
+    /// Opens segment `id` of `active` in `dir`. A form refused (a symbolic
+    /// link, a FIFO…) is said and passed over.
+    pub fn open(dir: &Dir, active: &OsStr, id: SegmentId) -> Opened {
+        let mut refused = false;
         for form in READABLE {
             let name = inventory::name(active, id, form);
             let file = match dir.open_file(&name, Access::Read) {
@@ -38,6 +48,7 @@ impl Source {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     crate::warning!("not reading {}: {e}", dir.display(&name).display());
+                    refused = true;
                     continue;
                 }
             };
@@ -47,9 +58,13 @@ impl Source {
                 ))),
                 _ => Source::Plain(file),
             };
-            return Some((source, dir.display(&name)));
+            return Opened::Source(source, dir.display(&name));
         }
-        None
+        if refused {
+            Opened::Refused
+        } else {
+            Opened::Missing
+        }
     }
 
     /// Skips the first `n` bytes of content.
