@@ -37,6 +37,15 @@ const AFTER_HELP: &str = "\
 Example:
   gunicorn app:wsgi --access-logfile - 2>&1 | logpipe --size 64M /var/log/app/
 
+Reading:
+  logpipe --read /var/log/app/ | grep ERROR
+                            every line of the target, in the order written,
+                            each once, decompressed
+  logpipe --follow --cursor app.cursor /var/log/app/ | shipper
+                            the same, then every new line through any
+                            rotation; a restart resumes after the last line
+                            the cursor file records
+
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
   ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
