@@ -498,3 +498,32 @@ fn a_reader_that_stops_reading_ends_the_read_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// The writer stopped and started again (appending to the same active
+/// file, or rolling it first when the clock passed a boundary): the
+/// follower goes on through every run.
+#[test]
+fn follow_goes_on_across_restarts_of_the_writer() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("out")).unwrap();
+    let follower = follow(&env, &["--follow", "out/"], "followed");
+    let mut all = Vec::new();
+    for run in 0..4 {
+        let input = numbered(1 + run * 50_000, 50_000);
+        let every = if run >= 2 { "1s" } else { "1d" };
+        let result = env.run(&["--size", "16K", "--every", every, "out/"], &input);
+        assert!(result.status.success(), "{result:?}");
+        all.extend_from_slice(&input);
+        if run == 2 {
+            // Past a one-second boundary: the next start rolls first.
+            thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    env.wait_until("the follower to catch up", Duration::from_secs(60), || {
+        len(&env, "followed") >= all.len() as u64
+    });
+    signal(&follower, libc::SIGTERM);
+    assert_eq!(wait_exit(&env, follower), Some(0));
+    assert_eq!(fs::read_to_string(env.path("followed.err")).unwrap(), "");
+    assert_eq!(sha(&fs::read(env.path("followed")).unwrap()), sha(&all));
+}
