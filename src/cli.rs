@@ -37,6 +37,15 @@ const AFTER_HELP: &str = "\
 Example:
   gunicorn app:wsgi --access-logfile - 2>&1 | logpipe --size 64M /var/log/app/
 
+Reading:
+  logpipe --read /var/log/app/ | grep ERROR
+                            every line of the target, in the order written,
+                            each once, decompressed
+  logpipe --follow --cursor app.cursor /var/log/app/ | shipper
+                            the same, then every new line through any
+                            rotation; a restart resumes after the last line
+                            the cursor file records
+
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
   ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
@@ -255,6 +264,53 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
 
+    /// Print the target's lines in order, then exit.
+    ///
+    /// Finished segments in (date, N) order, decompressed, each once (from
+    /// its plain file while that is there), then the active file. Never
+    /// writes to the target and takes no lock: it runs beside the writer,
+    /// or on a copy of its directory. Takes --name, --since, --until,
+    /// --cursor and --utc, no option of writing.
+    #[arg(long, group = "reading")]
+    pub read: bool,
+
+    /// Print the target's lines in order, then follow it.
+    ///
+    /// As --read, then every line written from then on, through any
+    /// number of rotations and compressions, each once and in order, until
+    /// SIGTERM or SIGINT (which end at a line end) or until standard output
+    /// is closed.
+    #[arg(long, group = "reading")]
+    pub follow: bool,
+
+    /// With --read or --follow: skip segments dated before DATE.
+    ///
+    /// DATE is YYYY-MM-DD, compared with the date in segment names; whole
+    /// segments are skipped without being opened. The active file counts
+    /// as today's (in the local zone, or UTC with --utc).
+    #[arg(long, value_name = "DATE", requires = "reading")]
+    pub since: Option<jiff::civil::Date>,
+
+    /// With --read: skip segments dated after DATE.
+    ///
+    /// As --since; the active file counts as today's.
+    #[arg(
+        long,
+        value_name = "DATE",
+        requires = "read",
+        conflicts_with = "follow"
+    )]
+    pub until: Option<jiff::civil::Date>,
+
+    /// With --read or --follow: resume after the line recorded in FILE.
+    ///
+    /// FILE records where the last line written to standard output ends
+    /// (segment and offset), replaced atomically at most once a second and
+    /// at a clean stop; a missing FILE starts at the oldest line. After a
+    /// kill, the lines of the last second may come again; none is missed.
+    #[arg(long, value_name = "FILE", requires = "reading")]
+    pub cursor: Option<PathBuf>,
+
     /// Permission bits of created files.
     ///
     /// In octal, at most 0777; set exactly, whatever the umask.
@@ -272,6 +328,26 @@ pub struct Args {
     /// needed.
     #[arg(long, value_name = "WHAT", hide = true, exclusive = true)]
     pub generate: Option<Generate>,
+}
+
+/// The options of writing, which `--read` and `--follow` refuse: every
+/// option but these.
+const READING_OPTIONS: [&str; 8] = [
+    "target", "name", "utc", "read", "follow", "since", "until", "cursor",
+];
+
+/// The first option of writing given on a command line that reads (with
+/// `--read` or `--follow`), as `--size`.
+pub fn writing_option_in(matches: &clap::ArgMatches) -> Option<String> {
+    use clap::CommandFactory;
+    Args::command()
+        .get_arguments()
+        .filter(|arg| !READING_OPTIONS.contains(&arg.get_id().as_str()))
+        .find(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())))
 }
 
 /// How finished segments are compressed.

@@ -5,6 +5,7 @@ mod cli;
 mod compress;
 mod corpus;
 mod faults;
+mod follow;
 mod hostile;
 mod memory;
 mod metrics;
