@@ -34,7 +34,7 @@ while [ -z "$stopping" ]; do
     # 0, when the socket is missing or goes away.
     (trap '' TERM INT; exec logger --socket-errors=on --rfc5424 -u "$socket" -t "$tag" <"$fifo") &
     forwarder=$!
-    "$logpipe" --follow "$target" --cursor "$cursor" >"$fifo" &
+    "$logpipe" --follow --cursor "$cursor" "$target" >"$fifo" &
     follower=$!
     # wait returns early when a signal is trapped: wait again until both
     # have exited.

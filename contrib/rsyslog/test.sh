@@ -117,6 +117,9 @@ rsyslog_conf() {
 
 # start_central: the central rsyslogd of $run, on the same ports each time.
 start_central() {
+    # Its pid file, left by a kill, would stop it if another process had
+    # that pid by now.
+    rm -f "$run/central/pid"
     rsyslogd -n -f "$run/central/rsyslog.conf" -i "$run/central/pid" >>"$run/central.log" 2>&1 &
     central=$!
     wait_for "the central rsyslogd to listen on $tcp_port and $relp_port" \
@@ -125,6 +128,7 @@ start_central() {
 
 # start_sender: way 1's sending rsyslogd.
 start_sender() {
+    rm -f "$run/sender/pid"
     rsyslogd -n -f "$run/sender/rsyslog.conf" -i "$run/sender/pid" >>"$run/sender.log" 2>&1 &
     sender=$!
 }
@@ -267,7 +271,7 @@ for way in $ways; do
         # saved last before its kill, as logpipe reads it.
         resumes=
         for i in $(seq "$kills"); do
-            first=$("$LOGPIPE" --follow "$logdir/" --cursor "$run/cursor.$i" | head -n 1) ||
+            first=$("$LOGPIPE" --follow --cursor "$run/cursor.$i" "$logdir/" | head -n 1) ||
                 true
             n=$(awk '{ print $2 + 0 }' <<<"$first")
             [ -n "$n" ] || fail "logpipe --follow --cursor cursor.$i printed nothing"
