@@ -2,7 +2,7 @@
 
     received.py FILE --state DIR [--max-lost N] [--max-resumes N]
                 [--max-repeat N] [--resume-at N,... [--max-other-repeat N]]
-                [--lost-within A-B,...]
+                [--lost-within A-B,...] [--exact-at N,...]
 
 FILE holds the lines as received, one a line, in the order they arrived
 (the text of each message: contrib/rsyslog writes that). Every line must
@@ -20,6 +20,9 @@ DIR; lines may be missing or repeated, within the limits given:
   --max-other-repeat N  a jump back that lands on none of those repeats at
                    most N lines
 
+  --exact-at N,...  each of these lines arrives once, right after the
+                   line before it (where a sender stopped cleanly and
+                   started again)
   --lost-within A-B,...  every line missing is in one of these ranges of
                    line numbers (where a sender was down)
 
@@ -99,6 +102,12 @@ def check(args):
         if outside:
             return figures, (f"{len(outside)} lines lost outside {args.lost_within}: "
                              f"{','.join(ranges(outside)[:8])}")
+    if args.exact_at is not None:
+        for n in (int(x) for x in args.exact_at.split(",")):
+            k = [i for i, x in enumerate(got) if x == n]
+            if len(k) != 1 or (k[0] > 0 and got[k[0] - 1] != n - 1):
+                before = [got[i - 1] for i in k if i > 0]
+                return figures, f"line {n} arrived {len(k)} times, after {before[:3]}, not once after {n - 1}"
     if args.max_resumes is not None and len(repeats) > args.max_resumes:
         return figures, f"{len(repeats)} jumps back, want at most {args.max_resumes}"
     if args.max_repeat is not None and max(repeats, default=0) > args.max_repeat:
@@ -135,6 +144,7 @@ def main():
     ap.add_argument("--resume-at", metavar="N,...")
     ap.add_argument("--max-other-repeat", type=int, default=0, metavar="N")
     ap.add_argument("--lost-within", metavar="A-B,...")
+    ap.add_argument("--exact-at", metavar="N,...")
     args = ap.parse_args()
     try:
         figures, error = check(args)

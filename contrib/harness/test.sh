@@ -130,6 +130,9 @@ fails "lands on no resume point" --max-lost 0 --resume-at 102 --max-other-repeat
 fails "never arrived" --resume-at 101,30001
 fails "1 jumps back, want at most 0" --max-resumes 0
 fails "repeats 100 lines, want at most 99" --max-repeat 99
+passes --exact-at 201,5
+fails "line 101 arrived 2 times" --exact-at 101
+fails "line 150 arrived 2 times" --exact-at 150
 what="resumes at 101 and 201" && { head -n 200 all && sed -n 101,300p all && tail -n +201 all; } >rcv.txt
 passes --max-lost 0 --resume-at 101,201
 fails "2 jumps back, want at most 1" --max-lost 0 --max-resumes 1
@@ -138,6 +141,7 @@ passes --lost-within 3-6
 grep -q ' lost=1 .* lost_ranges=5$' <<<"$out" || fail "received.py on $what: $out"
 fails "1 lines lost, want at most 0" --max-lost 0
 fails "1 lines lost outside 6-9" --lost-within 6-9
+fails "line 6 arrived 1 times, after \[4\]" --exact-at 6
 what="lines 1 and 2 swapped" && sed '1{h;d};2G' all >rcv.txt
 fails "not in the order written" --max-lost 0
 what="a line changed" && sed '1s/ /  /' all >rcv.txt

@@ -133,6 +133,23 @@ start_sender() {
     sender=$!
 }
 
+# start_ship: way 2's ship.sh, in a process group of its own (setsid
+# execs it: this shell's children lead no group), and its follower.
+start_ship() {
+    LOGPIPE=$LOGPIPE setsid bash "$repo/contrib/rsyslog/ship.sh" "$logdir/" "$run/cursor" \
+        "$run/relay.sock" app >>"$run/ship.log" 2>&1 &
+    ship=$!
+    old_f=
+    wait_for "ship.sh to start logpipe --follow" new_follower
+}
+# stop_ship: SIGTERM to ship.sh's whole process group, as a supervisor
+# stops it; it must exit 0.
+stop_ship() {
+    kill -TERM -- "-$ship"
+    wait "$ship" || fail "ship.sh exited with $? on SIGTERM to its process group"
+    ship=
+}
+
 # follower: the pid of ship.sh's `logpipe --follow`, if it runs.
 follower() { ps -o pid=,args= --ppid "$ship" | awk '/ --follow / { print $1 }'; }
 new_follower() { f=$(follower) && [ -n "$f" ] && [ "$f" != "${old_f:-}" ]; }
@@ -177,11 +194,7 @@ run_way() {
         rsyslogd -n -f "$run/relay/rsyslog.conf" -i "$run/relay/pid" >>"$run/relay.log" 2>&1 &
         relay=$!
         wait_for "the relay's socket" test -S "$run/relay.sock"
-        LOGPIPE=$LOGPIPE bash "$repo/contrib/rsyslog/ship.sh" "$logdir/" "$run/cursor" \
-            "$run/relay.sock" app >>"$run/ship.log" 2>&1 &
-        ship=$!
-        old_f=
-        wait_for "ship.sh to start logpipe --follow" new_follower
+        start_ship
     fi
 
     # The kills, spread over the run: the sender $kills times, then the
@@ -210,6 +223,18 @@ run_way() {
             echo "follower started at $(written)" >>"$run/events"
         fi
     done
+    if [ "$way" = 2 ]; then
+        # A clean stop, mid-stream, and a start: the follower saves its
+        # cursor, logger sends what the pipe holds: no line lost, none
+        # repeated (no jump back that the check would allow).
+        more_lines $((rate / 2))
+        stop_ship
+        cp "$run/cursor" "$run/cursor.clean"
+        echo "ship.sh stopped at $(written)" >>"$run/events"
+        more_lines $((rate / 2))
+        start_ship
+        echo "ship.sh started at $(written)" >>"$run/events"
+    fi
     at=$((lines * (kills + 1) / (kills + 2)))
     wait_for -t 120 "$at lines written" at_least "$at"
     kill -KILL "$central"
@@ -230,9 +255,10 @@ run_way() {
         wait "$sender" || fail "the sending rsyslogd exited with $? on SIGTERM"
         sender=
     else
-        kill -TERM "$ship"
-        wait "$ship" || fail "ship.sh exited with $? on SIGTERM"
-        ship=
+        stop_ship
+        # It saved its cursor at the end: nothing more to read from it.
+        [ -z "$("$LOGPIPE" --read --cursor "$run/cursor" "$logdir/" | head -c 1)" ] ||
+            fail "the cursor saved at ship.sh's stop is not at the end"
         kill -TERM "$relay"
         wait "$relay" || fail "the relaying rsyslogd exited with $? on SIGTERM"
         relay=
@@ -270,17 +296,18 @@ for way in $ways; do
         # Where each follower started again: the line after the cursor
         # saved last before its kill, as logpipe reads it.
         resumes=
-        for i in $(seq "$kills"); do
+        for i in $(seq "$kills") clean; do
             first=$("$LOGPIPE" --follow --cursor "$run/cursor.$i" "$logdir/" | head -n 1) ||
                 true
             n=$(awk '{ print $2 + 0 }' <<<"$first")
             [ -n "$n" ] || fail "logpipe --follow --cursor cursor.$i printed nothing"
-            resumes=$resumes${resumes:+,}$n
+            [ "$i" = clean ] && clean=$n || resumes=$resumes${resumes:+,}$n
         done
+        # After the clean stop: line $clean once, right after the one before.
         figures --max-lost 0 --max-resumes $((kills + 1)) --resume-at "$resumes" \
-            --max-other-repeat "$relp_window"
+            --max-other-repeat "$relp_window" --exact-at "$clean"
         figures_2=$figures
-        echo "way 2 (logpipe --follow, RELP): resumed at $resumes: $figures_2"
+        echo "way 2 (logpipe --follow, RELP): resumed at $resumes after kills, at $clean after the clean stop: $figures_2"
     fi
 done
 echo "PASS $name: $lines lines, sender killed $kills times and the central rsyslogd once a way;" \
