@@ -9,7 +9,7 @@
 #
 #   1  imfile: a sending rsyslogd follows DIR/current (imfile.conf) and
 #      forwards over TCP (omfwd) to the central one;
-#   2  follow: ship.sh runs `logpipe --follow DIR/ --cursor FILE | logger`
+#   2  follow: ship.sh runs `logpipe --follow --cursor FILE DIR/ | logger`
 #      into the socket of a relaying rsyslogd (relay.conf), which forwards
 #      over RELP (omrelp) to the central one.
 #
@@ -21,7 +21,10 @@
 # cursor each follower saved last: each jump back in what arrived must
 # land on the line after the cursor the next follower started from (read
 # back with logpipe itself), plus one jump of at most the RELP window for
-# the central restart. Way 1 may lose lines only around a kill (from a
+# the central restart. Way 2's ship.sh is also stopped cleanly (SIGTERM to
+# its process group) and started again mid-stream: the line after that
+# stop must arrive once, right after the one before, and after the final
+# stop its cursor must be at the end. Way 1 may lose lines only around a kill (from a
 # second's worth of lines before it to a second's worth after the
 # restart): what it loses there is reported (README.md), and every line
 # that arrives must be one written, whole. Both ways: logpipe's own output
