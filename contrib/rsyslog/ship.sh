@@ -6,7 +6,7 @@
 #   ship.sh TARGET CURSOR [SOCKET [TAG]]
 #   ship.sh /var/log/app/ /var/lib/logpipe-ship/app.cursor /run/logpipe-ship.sock app
 #
-# `logpipe --follow TARGET --cursor CURSOR` prints every line of the
+# `logpipe --follow --cursor CURSOR TARGET` prints every line of the
 # target, from where CURSOR says it stopped, and follows it through its
 # rotations; logger sends each line as one message to SOCKET. If either
 # ends (the relay socket gone, a crash), the pipeline starts again a second
@@ -36,6 +36,8 @@ while [ -z "$stopping" ]; do
     forwarder=$!
     "$logpipe" --follow --cursor "$cursor" "$target" >"$fifo" &
     follower=$!
+    # A signal that came before $! was known.
+    [ -z "$stopping" ] || kill -TERM "$follower" 2>/dev/null
     # wait returns early when a signal is trapped: wait again until both
     # have exited.
     while kill -0 "$follower" 2>/dev/null || kill -0 "$forwarder" 2>/dev/null; do

@@ -136,10 +136,11 @@ start_sender() {
     sender=$!
 }
 
-# start_ship: way 2's ship.sh, in a process group of its own (setsid
-# execs it: this shell's children lead no group), and its follower.
+# start_ship: way 2's ship.sh, run by its #!/bin/sh as shipped, in a
+# process group of its own (setsid execs it: this shell's children lead
+# no group), and its follower.
 start_ship() {
-    LOGPIPE=$LOGPIPE setsid bash "$repo/contrib/rsyslog/ship.sh" "$logdir/" "$run/cursor" \
+    LOGPIPE=$LOGPIPE setsid "$repo/contrib/rsyslog/ship.sh" "$logdir/" "$run/cursor" \
         "$run/relay.sock" app >>"$run/ship.log" 2>&1 &
     ship=$!
     old_f=
