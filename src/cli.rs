@@ -264,6 +264,48 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
 
+    /// Do not write records matching REGEX (repeatable).
+    ///
+    /// A record is a line and its continuation lines (--continuation); it
+    /// is dropped when its first line matches any --drop pattern. Patterns
+    /// are byte regexes (Rust's regex syntax) matched against each line
+    /// without its newline: `^` and `$` are the line's ends; `\w`, `\d`
+    /// and `\s` are ASCII and `.` matches any byte unless `(?u)` turns
+    /// Unicode on. A --drop pattern wins over --route.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub drop: Vec<String>,
+
+    /// Send records matching REGEX to TARGET (repeatable).
+    ///
+    /// The first --route whose pattern matches a record's first line
+    /// takes the record, continuation lines included. TARGET is a target
+    /// as the main one (a directory, or an active file), written with the
+    /// same options: its own lock, state, numbering, compression and
+    /// retention. The pattern ends at the last `=`.
+    #[arg(long, value_name = "REGEX=TARGET", value_parser = parse_route)]
+    pub route: Vec<(String, PathBuf)>,
+
+    /// Replace matches of REGEX, or of preset @NAME, with [REDACTED].
+    ///
+    /// Repeatable; in every target, before anything is written. A pattern
+    /// with a group named `secret` replaces only that group
+    /// (`password=(?P<secret>\S+)` keeps `password=`). Presets:
+    /// @credentials (key=value and JSON), @auth (Authorization headers,
+    /// bearer tokens), @private-key (PEM blocks, over several lines too),
+    /// @card (card numbers that pass the Luhn check); the README lists
+    /// their patterns.
+    #[arg(long, value_name = "REGEX|@NAME", value_parser = parse_redact)]
+    pub redact: Vec<String>,
+
+    /// Lines matching REGEX belong to the record before them.
+    ///
+    /// For multi-line records such as tracebacks: `^\s` takes indented
+    /// lines (Python's `  File …`, Java's `\tat …`). They follow the line
+    /// that began the record to its target, or are dropped with it, even
+    /// when they arrive later.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub continuation: Option<String>,
+
     /// Print the target's lines in order, then exit.
     ///
     /// Finished segments in (date, N) order, decompressed, each once (from
@@ -410,6 +452,31 @@ fn parse_ready_fd(text: &str) -> Result<i32, String> {
         Ok(fd) if fd >= 3 => Ok(fd),
         _ => Err("expected a descriptor number of 3 or more".into()),
     }
+}
+
+/// Checks a pattern of the line stage: it must compile.
+fn parse_pattern(text: &str) -> Result<String, String> {
+    crate::filter::compile(text)?;
+    Ok(text.to_string())
+}
+
+/// Splits `REGEX=TARGET` at its last `=` and checks the pattern.
+fn parse_route(text: &str) -> Result<(String, PathBuf), String> {
+    let Some((pattern, target)) = text.rsplit_once('=') else {
+        return Err("expected REGEX=TARGET".into());
+    };
+    if target.is_empty() {
+        return Err("expected a TARGET after the last '='".into());
+    }
+    Ok((parse_pattern(pattern)?, PathBuf::from(target)))
+}
+
+/// Checks a `--redact` value: a pattern, or the name of a preset.
+fn parse_redact(text: &str) -> Result<String, String> {
+    for pattern in crate::filter::redact::patterns(text)? {
+        parse_pattern(&pattern)?;
+    }
+    Ok(text.to_string())
 }
 
 /// Checks an active file name given with `--name`: one path component.

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod diag;
+pub mod filter;
 pub mod follow;
 pub mod gzip;
 pub mod hooks;

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
     if let Err(e) = target.check_name_fits() {
         Args::command().error(ErrorKind::InvalidValue, e).exit();
     }
-    outcome(logpipe::app::run(Config::new(args, target)))
+    let stage = match logpipe::config::line_stage(&args, &target) {
+        Ok(stage) => stage,
+        Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
+    };
+    outcome(logpipe::app::run(Config::new(args, target, stage)))
 }
 
 /// What `--read` and `--follow` need from the command line.
