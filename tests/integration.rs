@@ -5,6 +5,7 @@ mod cli;
 mod compress;
 mod corpus;
 mod faults;
+mod filter;
 mod follow;
 mod hostile;
 mod memory;
