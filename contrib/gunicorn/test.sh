@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the gunicorn recipe: real gunicorn (4 sync workers)
 # under load from real wrk, its logs through logpipe (--size 64K, gzip), then
-# a graceful stop. Three ways of running it:
+# a graceful stop. Four ways of running it:
 #   one    run.sh, access and error log in one logpipe; SIGTERM to run.sh
 #          (what a supervisor sends), which passes it to gunicorn's master
 #   split  run.sh with SPLIT=1, a logpipe for each log; SIGHUP to run.sh
@@ -9,10 +9,11 @@
 #          gunicorn's master
 #   pipe   the README's one-liner, gunicorn ... 2>&1 | logpipe ...; SIGTERM
 #          to gunicorn's master
-# filter  the README's line stage example (drop, route with tracebacks,
+#   filter the README's line stage example (drop, route with tracebacks,
 #          redact) against requests of each kind; see filter_case
-# Each of the first three checks: every request the application answered (app.py appends its
-# request id to COUNTER_FILE) has exactly one access line, and there is no
+# Each of the first three checks: every request the application answered
+# (app.py appends its request id to COUNTER_FILE) has exactly one access
+# line, and there is no
 # other access line; each worker's lines are in its order; every line is
 # whole (an access line or a gunicorn error log line); gunicorn's last line
 # ("Shutting down: Master") was kept and is the last; several segments,

@@ -380,3 +380,18 @@ mod tests {
         assert!(!luhn(b"0000 0000 00"));
     }
 }
+
+#[cfg(test)]
+mod documented {
+    /// The README lists every preset's patterns exactly.
+    #[test]
+    fn the_readme_has_every_preset_pattern() {
+        let readme = include_str!("../../README.md");
+        for (name, _, patterns) in super::PRESETS {
+            assert!(readme.contains(&format!("`@{name}`")), "@{name}");
+            for pattern in *patterns {
+                assert!(readme.contains(pattern), "@{name}: {pattern}");
+            }
+        }
+    }
+}
