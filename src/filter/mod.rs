@@ -99,9 +99,10 @@ pub struct Stage {
     /// no match here goes to the main target unchanged.
     any: meta::Regex,
     drop: RegexSet,
-    routes: RegexSet,
-    /// The target of each route.
-    route_targets: Vec<usize>,
+    /// The routes in order, each with its target: the first that matches
+    /// wins, so they are tried one by one (a `RegexSet` would run them
+    /// all).
+    routes: Vec<(Regex, usize)>,
     continuation: Option<Regex>,
     redactor: Redactor,
     /// Where the current record went: its continuation lines follow it.
@@ -147,8 +148,11 @@ impl Stage {
         Ok(Stage {
             any,
             drop: set(options.drop.iter().collect())?,
-            routes: set(options.routes.iter().map(|(p, _)| p).collect())?,
-            route_targets: options.routes.iter().map(|&(_, t)| t).collect(),
+            routes: options
+                .routes
+                .iter()
+                .map(|(p, t)| compile(p).map(|r| (r, *t)))
+                .collect::<Result<_, _>>()?,
             continuation: options.continuation.as_deref().map(compile).transpose()?,
             redactor: Redactor::new(&options.redact)?,
             record: Dest::Target(0),
@@ -227,9 +231,9 @@ impl Stage {
         let dest = if self.drop.is_match(text) {
             self.counts.dropped += 1;
             Dest::Drop
-        } else if let Some(i) = self.routes.matches(text).iter().next() {
+        } else if let Some((_, target)) = self.routes.iter().find(|(r, _)| r.is_match(text)) {
             self.counts.routed += 1;
-            Dest::Target(self.route_targets[i])
+            Dest::Target(*target)
         } else {
             Dest::Target(0)
         };
