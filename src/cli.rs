@@ -285,9 +285,9 @@ pub struct Args {
     #[arg(long, value_name = "REGEX=TARGET", value_parser = parse_route)]
     pub route: Vec<(String, PathBuf)>,
 
-    /// Replace matches of REGEX, or of preset @NAME, with [REDACTED].
+    /// Redact matches of REGEX or preset @NAME.
     ///
-    /// Repeatable; in every target, before anything is written. A pattern
+    /// Each match becomes `[REDACTED]`. Repeatable; in every target, before anything is written. A pattern
     /// with a group named `secret` replaces only that group
     /// (`password=(?P<secret>\S+)` keeps `password=`). Presets:
     /// @credentials (key=value and JSON), @auth (Authorization headers,
@@ -300,7 +300,7 @@ pub struct Args {
     /// Lines matching REGEX belong to the record before them.
     ///
     /// For multi-line records such as tracebacks: `^\s` takes indented
-    /// lines (Python's `  File …`, Java's `\tat …`). They follow the line
+    /// lines (Python's `  File ...`, Java's `\tat ...`). They follow the line
     /// that began the record to its target, or are dropped with it, even
     /// when they arrive later.
     #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
@@ -325,7 +325,7 @@ pub struct Args {
     #[arg(long, group = "reading")]
     pub follow: bool,
 
-    /// With --read or --follow: skip segments dated before DATE.
+    /// Reading: skip segments dated before DATE.
     ///
     /// DATE is YYYY-MM-DD, compared with the date in segment names; whole
     /// segments are skipped without being opened. The active file counts
@@ -333,7 +333,7 @@ pub struct Args {
     #[arg(long, value_name = "DATE", requires = "reading")]
     pub since: Option<jiff::civil::Date>,
 
-    /// With --read: skip segments dated after DATE.
+    /// Reading: skip segments dated after DATE.
     ///
     /// As --since; the active file counts as today's.
     #[arg(
@@ -344,7 +344,7 @@ pub struct Args {
     )]
     pub until: Option<jiff::civil::Date>,
 
-    /// With --read or --follow: resume after the line recorded in FILE.
+    /// Reading: resume after the line saved in FILE.
     ///
     /// FILE records where the last line written to standard output ends
     /// (segment and offset), replaced atomically at most once a second and
