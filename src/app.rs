@@ -46,7 +46,9 @@ pub fn run(config: Config) -> Result<()> {
         dir_mode,
         sink: options,
         on_full,
-        worker: policy,
+        prune_keep,
+        owner,
+        worker: mut policy,
         clock,
         stamper,
         tee,
@@ -57,6 +59,10 @@ pub fn run(config: Config) -> Result<()> {
     let metrics = metrics
         .map(|options| Metrics::prepare(&options, &target.active()))
         .transpose()?;
+    if let Some(owner) = owner {
+        crate::owner::set(owner);
+    }
+    let existed = target.dir.is_dir();
     target.create_dir(dir_mode)?;
     // The directory is opened once, here: a symlinked TARGET directory is
     // resolved now, and every file below is named relative to it.
@@ -65,6 +71,11 @@ pub fn run(config: Config) -> Result<()> {
             .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
     );
     refuse_special_active(&dir, &target)?;
+    say_other_owners(&dir, &target, existed);
+    // One pruner for the main thread and the worker, sharing one lock.
+    let pruner = (on_full == cli::OnFull::Prune)
+        .then(|| crate::prune::Pruner::new(target.name.clone(), prune_keep));
+    policy.prune = pruner.clone();
     let lock = lock::acquire(&dir, &target, options.mode)?;
     let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
     let signals = Rc::new(Signals::install()?);
@@ -75,6 +86,13 @@ pub fn run(config: Config) -> Result<()> {
             notify: notify.clone(),
         })),
         cli::OnFull::Drop => OnFull::drop_input(),
+        cli::OnFull::Prune => OnFull::prune(
+            Rc::new(Pausing {
+                signals: signals.clone(),
+                notify: notify.clone(),
+            }),
+            pruner.clone().expect("made for prune"),
+        ),
     };
     let sink = Sink::open(
         dir.clone(),
@@ -133,6 +151,45 @@ fn refuse_special_active(dir: &Dir, target: &Target) -> Result<()> {
         Some(meta) if meta.kind != Kind::Regular => Err(sys::refused(meta.kind))
             .with_context(|| format!("unable to open {}", path.display())),
         _ => Ok(()),
+    }
+}
+
+/// With `--owner`, says once which of the files logpipe would have
+/// created exist already with another owner or group (they are left as
+/// they are): the directory, if it was there, the active file, the lock
+/// and the state file.
+fn say_other_owners(dir: &Dir, target: &Target, dir_existed: bool) {
+    let Some(owner) = crate::owner::get() else {
+        return;
+    };
+    let differs = |meta: &sys::Meta| {
+        owner.uid.is_some_and(|uid| uid != meta.uid) || owner.gid.is_some_and(|gid| gid != meta.gid)
+    };
+    let mut others = Vec::new();
+    if dir_existed
+        && let Ok(meta) = dir.meta()
+        && differs(&meta)
+    {
+        others.push(format!(
+            "{} ({}:{})",
+            target.dir.display(),
+            meta.uid,
+            meta.gid
+        ));
+    }
+    for name in [target.name.clone(), target.lock_name(), target.state_name()] {
+        if let Ok(Some(meta)) = dir.stat(&name)
+            && differs(&meta)
+        {
+            let path = target.path_of(&name);
+            others.push(format!("{} ({}:{})", path.display(), meta.uid, meta.gid));
+        }
+    }
+    if !others.is_empty() {
+        crate::info!(
+            "--owner {owner} applies to what logpipe creates; these exist with another owner and are left as they are: {}",
+            others.join(", ")
+        );
     }
 }
 

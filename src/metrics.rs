@@ -76,6 +76,8 @@ struct Counters {
     backlog_bytes: AtomicU64,
     dropped_lines: AtomicU64,
     dropped_bytes: AtomicU64,
+    pruned_segments: AtomicU64,
+    pruned_bytes: AtomicU64,
     write_errors: AtomicU64,
     hook_failures: AtomicU64,
     active_bytes: AtomicU64,
@@ -94,6 +96,8 @@ static COUNTERS: Counters = Counters {
     backlog_bytes: AtomicU64::new(0),
     dropped_lines: AtomicU64::new(0),
     dropped_bytes: AtomicU64::new(0),
+    pruned_segments: AtomicU64::new(0),
+    pruned_bytes: AtomicU64::new(0),
     write_errors: AtomicU64::new(0),
     hook_failures: AtomicU64::new(0),
     active_bytes: AtomicU64::new(0),
@@ -192,6 +196,12 @@ pub fn dropped(lines: u64, bytes: u64) {
     COUNTERS.dropped_bytes.fetch_add(bytes, Relaxed);
 }
 
+/// A segment of `bytes` was deleted to make room (`--on-full prune`).
+pub fn pruned(bytes: u64) {
+    COUNTERS.pruned_segments.fetch_add(1, Relaxed);
+    COUNTERS.pruned_bytes.fetch_add(bytes, Relaxed);
+}
+
 /// A write, rename or open in the target directory failed.
 pub fn write_error() {
     COUNTERS.write_errors.fetch_add(1, Relaxed);
@@ -242,6 +252,8 @@ pub struct Snapshot {
     pub paused_seconds: f64,
     pub dropped_lines: u64,
     pub dropped_bytes: u64,
+    pub pruned_segments: u64,
+    pub pruned_bytes: u64,
     pub write_errors: u64,
     pub hook_failures: u64,
     pub active_bytes: u64,
@@ -272,6 +284,8 @@ impl Snapshot {
             paused_seconds,
             dropped_lines: c.dropped_lines.load(Relaxed),
             dropped_bytes: c.dropped_bytes.load(Relaxed),
+            pruned_segments: c.pruned_segments.load(Relaxed),
+            pruned_bytes: c.pruned_bytes.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
             hook_failures: c.hook_failures.load(Relaxed),
             active_bytes: c.active_bytes.load(Relaxed),
@@ -376,6 +390,18 @@ impl Snapshot {
             "counter",
             "Bytes dropped while writes failed (--on-full drop).",
             &one(self.dropped_bytes),
+        );
+        metric(
+            "logpipe_pruned_segments_total",
+            "counter",
+            "Finished segments deleted to make room on a full disk (--on-full prune).",
+            &one(self.pruned_segments),
+        );
+        metric(
+            "logpipe_pruned_bytes_total",
+            "counter",
+            "Bytes of the segments deleted to make room (--on-full prune).",
+            &one(self.pruned_bytes),
         );
         metric(
             "logpipe_write_errors_total",
@@ -665,6 +691,6 @@ mod tests {
                 assert!(line.contains(target), "{line}");
             }
         }
-        assert_eq!(names, 18);
+        assert_eq!(names, 20);
     }
 }

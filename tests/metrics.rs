@@ -121,6 +121,8 @@ fn values_are_exact_after_a_known_input() {
         ("logpipe_paused_seconds_total", "0.000"),
         ("logpipe_dropped_lines_total", "0"),
         ("logpipe_dropped_bytes_total", "0"),
+        ("logpipe_pruned_segments_total", "0"),
+        ("logpipe_pruned_bytes_total", "0"),
         ("logpipe_write_errors_total", "0"),
         ("logpipe_hook_failures_total", "0"),
         ("logpipe_active_file_bytes", "64"),

@@ -449,7 +449,7 @@ impl Sink {
 
     /// Ok to try again, or the error to give up with.
     fn after_failure(&mut self, e: anyhow::Error) -> Result<()> {
-        match self.on_full.after_failure(&e) {
+        match self.on_full.after_failure(&e, self.active.dir()) {
             Next::Retry => Ok(()),
             Next::Fail => Err(e),
         }
