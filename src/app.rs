@@ -73,8 +73,10 @@ pub fn run(config: Config) -> Result<()> {
     refuse_special_active(&dir, &target)?;
     say_other_owners(&dir, &target, existed);
     // One pruner for the main thread and the worker, sharing one lock.
-    let pruner = (on_full == cli::OnFull::Prune)
-        .then(|| crate::prune::Pruner::new(target.name.clone(), prune_keep));
+    let pruner = (on_full == cli::OnFull::Prune).then(|| {
+        let compressing = policy.gzip.is_some();
+        crate::prune::Pruner::new(target.name.clone(), prune_keep, compressing)
+    });
     policy.prune = pruner.clone();
     let lock = lock::acquire(&dir, &target, options.mode)?;
     let numbering = Numbering::load(dir.clone(), &target, options.mode)?;

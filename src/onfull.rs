@@ -147,7 +147,7 @@ impl OnFull {
         if let Some(pruner) = prune
             && prune::is_no_space(e)
         {
-            match pruner.prune_oldest(dir) {
+            match pruner.make_room(dir) {
                 Ok(true) => return Next::Retry,
                 Ok(false) => {}
                 Err(why) => {

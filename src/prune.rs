@@ -11,16 +11,21 @@
 //! only files logpipe may call its own ([`crate::sys::Meta::is_ours`]):
 //! never the active file, a stranger's file, or another target's segments.
 //!
-//! # Waiting segments
+//! # Waiting segments are compressed first
 //!
-//! Segments waiting for compression are finished segments too, and they
-//! are pruned in the same order as compressed ones: oldest first. But a
-//! compression makes room (a plain segment becomes a `.gz` several times
-//! smaller), so it comes before deleting anything newer than the segment
-//! being compressed: when the worker's compressed temporary does not fit,
-//! the worker deletes the oldest segments *older* than the one it
-//! compresses, and tries again. It never deletes a newer one to make room
-//! for an older one.
+//! Segments waiting for compression are finished segments too, but a
+//! compression makes room without losing a line (a plain segment becomes
+//! a `.gz` several times smaller). So while segments wait for
+//! compression, a write that fails for lack of space first waits for the
+//! worker to compress them all, and is tried again: writing on at once
+//! would take the room each compression makes, and leave the worker none
+//! for the next, so that only deleting could make room. The write deletes
+//! nothing itself unless the worker made no progress for a second (it is
+//! stuck, or dead). The worker, when its compressed temporary does not
+//! fit, deletes the oldest segment, whatever its form, and tries again:
+//! that may be the very segment it was about to compress, if it is the
+//! oldest (a disk full of nothing but waiting segments), which is then
+//! gone, and the worker goes on with the next.
 //!
 //! # Who deletes what
 //!
@@ -28,9 +33,9 @@
 //! prune, under one lock ([`Pruner`]'s): the worker holds it while it
 //! works on a segment, so the main thread never deletes a segment that is
 //! being compressed (whose space would come back only when the worker
-//! closes it, and whose `.gz` would then appear); it waits for that one
-//! compression instead. A waiting segment deleted by the main thread is
-//! simply gone when the worker reaches it, and skipped.
+//! closes it, and whose `.gz` would then appear). A waiting segment
+//! deleted by the main thread is simply gone when the worker reaches it,
+//! and skipped.
 //!
 //! Each side says what it deleted in one line on stderr once its write or
 //! compression went through (`pruned 3 segments (768 KiB) to make room:
@@ -38,19 +43,29 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::inventory::{self, Entry};
 use crate::naming::SegmentId;
 use crate::sys::{Dir, Meta};
 
+/// How long a write that failed for lack of space waits for the worker to
+/// finish a segment before it deletes one itself.
+const PROGRESS_WAIT: Duration = Duration::from_secs(1);
+
 /// What the main thread and the worker share: the target's name, the
-/// segments to keep, and the lock held while a segment is worked on.
+/// segments to keep, the lock held while a segment is worked on, and the
+/// count of segments the worker is done with.
 #[derive(Debug)]
 struct Shared {
     name: OsString,
     keep: u64,
+    /// Whether finished segments are compressed (plain ones wait).
+    compressing: bool,
     segments: Mutex<()>,
+    done: Mutex<u64>,
+    advanced: Condvar,
 }
 
 /// One side's pruner: the shared part, and what this side deleted and has
@@ -80,16 +95,30 @@ pub struct Oldest {
 }
 
 impl Pruner {
-    /// A pruner for the active file `name`, which leaves `keep` segments.
-    pub fn new(name: OsString, keep: u64) -> Pruner {
+    /// A pruner for the active file `name`, which leaves `keep` segments;
+    /// `compressing` if plain segments wait for compression.
+    pub fn new(name: OsString, keep: u64, compressing: bool) -> Pruner {
         Pruner {
             shared: Arc::new(Shared {
                 name,
                 keep,
+                compressing,
                 segments: Mutex::new(()),
+                done: Mutex::new(0),
+                advanced: Condvar::new(),
             }),
             pending: Vec::new(),
         }
+    }
+
+    /// The worker is done with one more segment (compressed, or gone).
+    pub fn advanced(&self) {
+        *self
+            .shared
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.shared.advanced.notify_all();
     }
 
     /// Holds the segment lock: the worker, while it works on a segment.
@@ -101,33 +130,75 @@ impl Pruner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The main thread: deletes the oldest segment, unless only `keep` are
-    /// left. Waits for a compression under way. Returns whether one went.
-    pub fn prune_oldest(&mut self, dir: &Dir) -> io::Result<bool> {
+    /// The main thread, after a write failed for lack of space: while
+    /// segments wait for compression, waits for the worker to compress
+    /// them (room made without a loss), and asks for the write again; if
+    /// none wait, or the worker made no progress for [`PROGRESS_WAIT`],
+    /// deletes the oldest segment, unless only `keep` are left. Returns
+    /// whether to try the write again.
+    pub fn make_room(&mut self, dir: &Dir) -> io::Result<bool> {
         let shared = self.shared.clone();
+        let done = || *shared.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut compressed = false;
+        loop {
+            // Read before looking, so that progress made meanwhile is seen.
+            let seen = done();
+            if !shared.compressing || !self.any_waiting(dir)? {
+                break;
+            }
+            let (guard, waited) = shared
+                .advanced
+                .wait_timeout_while(
+                    shared.done.lock().unwrap_or_else(PoisonError::into_inner),
+                    PROGRESS_WAIT,
+                    |done| *done == seen,
+                )
+                .unwrap_or_else(PoisonError::into_inner);
+            drop(guard);
+            if waited.timed_out() {
+                // Stuck: deleting is the only way left.
+                compressed = false;
+                break;
+            }
+            compressed = true;
+        }
+        if compressed {
+            return Ok(true);
+        }
         let _held = shared
             .segments
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.delete_oldest(dir, None)
+        self.delete_oldest(dir)
     }
 
-    /// The worker, holding the lock ([`Pruner::hold`]): deletes the oldest
-    /// segment if it is older than `compressing`, unless only `keep` are
-    /// left. Returns whether one went.
-    pub fn prune_older(&mut self, dir: &Dir, compressing: SegmentId) -> io::Result<bool> {
-        self.delete_oldest(dir, Some(compressing))
+    /// Whether a plain segment of logpipe's waits (for compression).
+    fn any_waiting(&self, dir: &Dir) -> io::Result<bool> {
+        Ok(inventory::scan(dir, &self.shared.name)?
+            .iter()
+            .filter(|e| e.form == inventory::Form::Plain)
+            .any(|e| {
+                dir.stat(&e.name)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.is_ours())
+            }))
     }
 
-    fn delete_oldest(&mut self, dir: &Dir, older_than: Option<SegmentId>) -> io::Result<bool> {
+    /// The worker, holding the lock ([`Pruner::hold`]), after its
+    /// compressed temporary did not fit: deletes the oldest segment
+    /// (perhaps the one it compresses), unless only `keep` are left.
+    /// Returns whether one went.
+    pub fn prune_for_compression(&mut self, dir: &Dir) -> io::Result<bool> {
+        self.delete_oldest(dir)
+    }
+
+    fn delete_oldest(&mut self, dir: &Dir) -> io::Result<bool> {
         let entries = inventory::scan(dir, &self.shared.name)?;
         let stat = |name: &OsStr| dir.stat(name).ok().flatten();
         let Some(oldest) = oldest(&entries, stat, self.shared.keep) else {
             return Ok(false);
         };
-        if older_than.is_some_and(|id| oldest.id >= id) {
-            return Ok(false);
-        }
         let mut removed = false;
         for name in &oldest.names {
             removed |= dir.remove_ours(name)?;

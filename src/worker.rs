@@ -672,10 +672,10 @@ impl State {
                 let name = &self.target.name;
                 let result =
                     compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit);
-                // No room for the compressed copy: older segments go first.
+                // No room for the compressed copy: the oldest segment goes.
                 match (&result, &mut prune) {
                     (Err(e), Some(pruner)) if prune::is_no_space(e) => {
-                        match pruner.prune_older(&self.dir, id) {
+                        match pruner.prune_for_compression(&self.dir) {
                             Ok(true) => continue,
                             Ok(false) => {}
                             Err(why) => crate::warning!(
@@ -693,6 +693,9 @@ impl State {
         drop(held);
         if let Some(pruner) = &mut prune {
             pruner.report();
+            if result.is_ok() {
+                pruner.advanced();
+            }
         }
         // Diagnostics first, never under the lock: a write to a stalled
         // stderr must not hold up the main loop's `finished`.
