@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use crate::util::{TestEnv, ensure_program, require_root, sha};
 
 /// Numbered lines of 46 bytes, `count` of them from `first`.
-fn numbered(first: u64, count: u64) -> Vec<u8> {
+pub(crate) fn numbered(first: u64, count: u64) -> Vec<u8> {
     (first..first + count)
         .flat_map(|i| format!("line {i:012} padding padding padding pad\n").into_bytes())
         .collect()
 }
 
 /// Why the tests that make a real full disk need root.
-const TMPFS: &str = "it mounts a small tmpfs to make a real full disk";
+pub(crate) const TMPFS: &str = "it mounts a small tmpfs to make a real full disk";
 /// Why the tests that make the target directory read-only need root.
 const IMMUTABLE: &str =
     "it makes the target directory immutable (chattr +i), which root's writes cannot pass either";
