@@ -61,7 +61,7 @@ pub(crate) fn nearly_full_disk(test: &str) -> (TestEnv, Tmpfs, PathBuf) {
 
 /// Fills the file system holding `dir` but for about `leave` bytes, with
 /// a file `dir/filler`, and returns its path.
-fn fill(dir: &Path, leave: u64) -> PathBuf {
+pub(crate) fn fill(dir: &Path, leave: u64) -> PathBuf {
     let filler = dir.join("filler");
     let mut file = fs::File::create(&filler).unwrap();
     let block = vec![0u8; 4096];

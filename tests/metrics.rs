@@ -14,7 +14,7 @@ use crate::util::{TestEnv, clock_line, ensure_program, sha};
 
 /// The samples of a metrics file: `name{labels}` (without the `target`
 /// label, checked to be `target` on every line) to value.
-fn samples(path: &Path, target: &str) -> BTreeMap<String, String> {
+pub(crate) fn samples(path: &Path, target: &str) -> BTreeMap<String, String> {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let label = format!("target=\"{target}\"");
     let mut out = BTreeMap::new();

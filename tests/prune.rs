@@ -2,9 +2,12 @@
 //! to make room for new lines, and nothing else does.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
 
-use crate::faults::{TMPFS, Tmpfs, numbered};
+use crate::faults::{TMPFS, Tmpfs, collect_stderr, fill, numbered};
+use crate::metrics::samples;
 use crate::util::{TestEnv, clock_line, require_root, sha};
 
 /// Lines of 64 hex digits from a fixed pseudo-random sequence: they
@@ -101,7 +104,10 @@ fn prune_deletes_the_oldest_segments_and_nothing_else() {
     assert!(new.len() > 8 << 20);
     let mut input = clock_line("2026-11-21T00:00:01Z").into_bytes();
     input.extend(&new);
+    let prom = env.path("prune.prom");
     let args = [
+        "--metrics",
+        prom.to_str().unwrap(),
         "--debug-clock",
         "2026-11-21T00:00:01Z",
         "--size",
@@ -177,4 +183,84 @@ fn prune_deletes_the_oldest_segments_and_nothing_else() {
         next = last + 1;
     }
     assert_eq!(next - 1, gone, "{}", run.stderr);
+
+    // And the metrics count them.
+    let m = samples(&prom, out.join("current").to_str().unwrap());
+    assert_eq!(m["logpipe_pruned_segments_total"], gone.to_string());
+    let bytes: u64 = sizes[..gone].iter().sum();
+    assert_eq!(m["logpipe_pruned_bytes_total"], bytes.to_string());
+}
+
+/// With only `--prune-keep` segments left, a full disk pauses as `block`
+/// does, and resumes without a loss once there is room; the marker names
+/// the one segment that went, and the kept ones stay.
+#[test]
+#[ignore = "needs root: it mounts a small tmpfs to make a real full disk"]
+fn prune_keeps_the_newest_segments_then_pauses() {
+    require_root("prune_keeps_the_newest_segments_then_pauses", TMPFS);
+    let env = TestEnv::new();
+    let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
+    let out = env.path("mnt/out");
+    fs::create_dir(&out).unwrap();
+    let old: Vec<_> = (1..=3)
+        .map(|n| {
+            let path = out.join(format!("current.2026-11-20.{n}.gz"));
+            let bytes = hex_lines(200_000);
+            fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    let filler = fill(&env.path("mnt"), 64 << 10);
+
+    // 400 KB in one active file: more than the free space and the first
+    // segment together.
+    let input = numbered(0, 9_000);
+    let mut child = env.spawn(&[
+        "--on-full",
+        "prune",
+        "--prune-keep",
+        "2",
+        "--size",
+        "1M",
+        "mnt/out/",
+    ]);
+    let stderr = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(&feed).unwrap());
+    env.wait_until("the pause", Duration::from_secs(60), || {
+        stderr.lock().unwrap().contains("pausing")
+    });
+    fs::remove_file(&filler).unwrap();
+    feeder.join().unwrap();
+    let run = env.finish(child, "logpipe --on-full prune --prune-keep 2");
+    assert!(run.status.success(), "{run:?}");
+
+    assert_eq!(fs::read(out.join("current")).unwrap(), input);
+    assert!(!old[0].0.exists());
+    for (path, bytes) in &old[1..] {
+        assert_eq!(&fs::read(path).unwrap(), bytes);
+    }
+    let stderr = stderr.lock().unwrap().clone();
+    let mut lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    // The marker comes once a write went through: before the pause if one
+    // did between the deletion and the pause, else when writing resumes.
+    lines[..2].sort_by_key(|line| !line.contains("pruned"));
+    assert_eq!(
+        lines[1],
+        "logpipe: warning: pausing: unable to write mnt/out/current: \
+         No space left on device (os error 28)"
+    );
+    assert_eq!(
+        lines[0],
+        format!(
+            "logpipe: info: pruned 1 segment ({}) to make room: current.2026-11-20.1",
+            human(old[0].1.len() as u64)
+        )
+    );
+    assert!(
+        lines[2].starts_with("logpipe: info: resumed writing mnt/out/current after "),
+        "{stderr}"
+    );
 }
