@@ -256,7 +256,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
 
-    /// Give created files and directories to USER[:GROUP].
+    /// Owner of created files: USER, USER:GROUP, :GROUP.
     ///
     /// Every file and directory logpipe creates (the active file, segments,
     /// their compressed copies, the lock and state files, directories) is

@@ -133,7 +133,7 @@ impl Pruner {
     /// The main thread, after a write failed for lack of space: while
     /// segments wait for compression, waits for the worker to compress
     /// them (room made without a loss), and asks for the write again; if
-    /// none wait, or the worker made no progress for [`PROGRESS_WAIT`],
+    /// none wait, or the worker made no progress for a second,
     /// deletes the oldest segment, unless only `keep` are left. Returns
     /// whether to try the write again.
     pub fn make_room(&mut self, dir: &Dir) -> io::Result<bool> {
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn the_oldest_of_ours_goes_first_unless_keep_are_left() {
         let ours = |len| meta(crate::sys::euid(), Kind::Regular, len);
-        let mut files = vec![
+        let mut files = [
             // A stranger's, older than all: never counted or chosen.
             (
                 id(19, 1),
