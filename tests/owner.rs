@@ -226,3 +226,57 @@ fn unknown_names_are_refused_before_anything_is_created() {
         assert!(!env.path("out").exists(), "{spec}");
     }
 }
+
+/// The directories made again after they were removed while logpipe runs
+/// are given away too, with the lock and the active file made in them.
+#[test]
+#[ignore = "needs root: it gives files to another user"]
+fn directories_made_again_are_given_away() {
+    require_root("directories_made_again_are_given_away", CHOWN);
+    let want = ids("nobody", "adm");
+    let env = TestEnv::new();
+    let mut child = env.spawn(&["--owner", "nobody:adm", "logs/out/"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let timeout = Duration::from_secs(30);
+    stdin.write_all(b"first\n").unwrap();
+    env.wait_until("the first line", timeout, || {
+        fs::read(env.path("logs/out/current")).is_ok_and(|b| b == b"first\n")
+    });
+    fs::remove_dir_all(env.path("logs")).unwrap();
+    stdin.write_all(b"second\n").unwrap();
+    env.wait_until("the directory made again", timeout, || {
+        fs::read(env.path("logs/out/current")).is_ok_and(|b| b == b"first\nsecond\n")
+    });
+    drop(stdin);
+    let run = env.finish(child, "logpipe --owner whose directory was removed");
+    assert!(run.status.success(), "{run:?}");
+    let target = Target::resolve(&env.path("logs/out/current"), None).unwrap();
+    for path in [
+        env.path("logs"),
+        env.path("logs/out"),
+        target.active(),
+        target.lock(),
+    ] {
+        assert_eq!(owner_of(&path), want, "{}", path.display());
+    }
+}
+
+/// A symbolic link on the way to TARGET (`/var/log/app -> /data/app`) is
+/// followed, as before, and what it points to keeps its owner; only the
+/// directory made below it is given away.
+#[test]
+#[ignore = "needs root: it gives files to another user"]
+fn a_link_on_the_way_is_followed_and_not_given_away() {
+    require_root("a_link_on_the_way_is_followed_and_not_given_away", CHOWN);
+    let want = ids("nobody", "adm");
+    let env = TestEnv::new();
+    fs::create_dir(env.path("data")).unwrap();
+    symlink(env.path("data"), env.path("logs")).unwrap();
+    let run = env.run(&["--owner", "nobody:adm", "logs/app/"], b"line\n");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(owner_of(&env.path("logs")), (0, 0));
+    assert_eq!(owner_of(&env.path("data")), (0, 0));
+    assert_eq!(owner_of(&env.path("data/app")), want);
+    assert_eq!(fs::read(env.path("data/app/current")).unwrap(), b"line\n");
+    assert_eq!(owner_of(&env.path("data/app/current")), want);
+}
