@@ -133,7 +133,7 @@ more_lines() { wait_for "$1 more lines" at_least $(($(written) + $1)); }
 # new_logpipe: sets lp to the logpipe running in $logdir, from its lock
 # file, once it is another than $old_lp: the one just started.
 new_logpipe() {
-    lp=$(cat "$logdir/current.lock" 2>/dev/null) &&
+    lp=$(cat "$logdir/.current.lock" 2>/dev/null) &&
         [ "$lp" != "$old_lp" ] && [ "$(cat "/proc/$lp/comm" 2>/dev/null)" = logpipe ]
 }
 

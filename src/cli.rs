@@ -37,6 +37,15 @@ const AFTER_HELP: &str = "\
 Example:
   gunicorn app:wsgi --access-logfile - 2>&1 | logpipe --size 64M /var/log/app/
 
+Reading:
+  logpipe --read /var/log/app/ | grep ERROR
+                            every line of the target, in the order written,
+                            each once, decompressed
+  logpipe --follow --cursor app.cursor /var/log/app/ | shipper
+                            the same, then every new line through any
+                            rotation; a restart resumes after the last line
+                            the cursor file records
+
 Files:
   ACTIVE                    the file being written (DIR/current, or TARGET)
   ACTIVE.YYYY-MM-DD.N       finished segments; the date is the day the
@@ -44,9 +53,13 @@ Files:
                             --utc), N counts from 1 for each date and is
                             never reused for this target
   ACTIVE.YYYY-MM-DD.N.gz    the same, once compressed
-  ACTIVE.lock               held while logpipe runs; holds its pid
-  ACTIVE.state              the highest N used per date, so that segments
+  .ACTIVE.lock              held while logpipe runs; holds its pid
+  .ACTIVE.state             the highest N used per date, so that segments
                             moved away or deleted never lead to a reused name
+                            (hidden, so that globs like ACTIVE* and log
+                            viewers see only log data; earlier versions
+                            named them ACTIVE.lock and ACTIVE.state, and
+                            logpipe moves those at start)
 
 A second run on the same target appends to the active file (after rolling
 it, if it was last written in an earlier window) and continues the
@@ -278,6 +291,95 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u64))]
     pub prune_keep: u64,
 
+    /// Do not write records matching REGEX (repeatable).
+    ///
+    /// A record is a line and its continuation lines (--continuation); it
+    /// is dropped when its first line matches any --drop pattern. Patterns
+    /// are byte regexes (Rust's regex syntax) matched against each line
+    /// without its newline: `^` and `$` are the line's ends; `\w`, `\d`
+    /// and `\s` are ASCII and `.` matches any byte unless `(?u)` turns
+    /// Unicode on. A --drop pattern wins over --route.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub drop: Vec<String>,
+
+    /// Send records matching REGEX to TARGET (repeatable).
+    ///
+    /// The first --route whose pattern matches a record's first line
+    /// takes the record, continuation lines included. TARGET is a target
+    /// as the main one (a directory, or an active file), written with the
+    /// same options: its own lock, state, numbering, compression and
+    /// retention. The pattern ends at the last `=`.
+    #[arg(long, value_name = "REGEX=TARGET", value_parser = parse_route)]
+    pub route: Vec<(String, PathBuf)>,
+
+    /// Replace matches of REGEX, or of preset @NAME, with [REDACTED].
+    ///
+    /// Repeatable; in every target, before anything is written. A pattern
+    /// with a group named `secret` replaces only that group
+    /// (`password=(?P<secret>\S+)` keeps `password=`). Presets:
+    /// @credentials (key=value and JSON), @auth (Authorization headers,
+    /// bearer tokens), @private-key (PEM blocks, over several lines too),
+    /// @card (card numbers that pass the Luhn check); the README lists
+    /// their patterns.
+    #[arg(long, value_name = "REGEX|@NAME", value_parser = parse_redact)]
+    pub redact: Vec<String>,
+
+    /// Lines matching REGEX belong to the record before them.
+    ///
+    /// For multi-line records such as tracebacks: `^\s` takes indented
+    /// lines (Python's `  File …`, Java's `\tat …`). They follow the line
+    /// that began the record to its target, or are dropped with it, even
+    /// when they arrive later.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub continuation: Option<String>,
+
+    /// Print the target's lines in order, then exit.
+    ///
+    /// Finished segments in (date, N) order, decompressed, each once (from
+    /// its plain file while that is there), then the active file. Never
+    /// writes to the target and takes no lock: it runs beside the writer,
+    /// or on a copy of its directory. Takes --name, --since, --until,
+    /// --cursor and --utc, no option of writing.
+    #[arg(long, group = "reading")]
+    pub read: bool,
+
+    /// Print the target's lines in order, then follow it.
+    ///
+    /// As --read, then every line written from then on, through any
+    /// number of rotations and compressions, each once and in order, until
+    /// SIGTERM or SIGINT (which end at a line end) or until standard output
+    /// is closed.
+    #[arg(long, group = "reading")]
+    pub follow: bool,
+
+    /// With --read or --follow: skip segments dated before DATE.
+    ///
+    /// DATE is YYYY-MM-DD, compared with the date in segment names; whole
+    /// segments are skipped without being opened. The active file counts
+    /// as today's (in the local zone, or UTC with --utc).
+    #[arg(long, value_name = "DATE", requires = "reading")]
+    pub since: Option<jiff::civil::Date>,
+
+    /// With --read: skip segments dated after DATE.
+    ///
+    /// As --since; the active file counts as today's.
+    #[arg(
+        long,
+        value_name = "DATE",
+        requires = "read",
+        conflicts_with = "follow"
+    )]
+    pub until: Option<jiff::civil::Date>,
+
+    /// With --read or --follow: resume after the line recorded in FILE.
+    ///
+    /// FILE records where the last line written to standard output ends
+    /// (segment and offset), replaced atomically at most once a second and
+    /// at a clean stop; a missing FILE starts at the oldest line. After a
+    /// kill, the lines of the last second may come again; none is missed.
+    #[arg(long, value_name = "FILE", requires = "reading")]
+    pub cursor: Option<PathBuf>,
+
     /// Permission bits of created files.
     ///
     /// In octal, at most 0777; set exactly, whatever the umask.
@@ -295,6 +397,26 @@ pub struct Args {
     /// needed.
     #[arg(long, value_name = "WHAT", hide = true, exclusive = true)]
     pub generate: Option<Generate>,
+}
+
+/// The options of writing, which `--read` and `--follow` refuse: every
+/// option but these.
+const READING_OPTIONS: [&str; 8] = [
+    "target", "name", "utc", "read", "follow", "since", "until", "cursor",
+];
+
+/// The first option of writing given on a command line that reads (with
+/// `--read` or `--follow`), as `--size`.
+pub fn writing_option_in(matches: &clap::ArgMatches) -> Option<String> {
+    use clap::CommandFactory;
+    Args::command()
+        .get_arguments()
+        .filter(|arg| !READING_OPTIONS.contains(&arg.get_id().as_str()))
+        .find(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())))
 }
 
 /// How finished segments are compressed.
@@ -359,6 +481,31 @@ fn parse_ready_fd(text: &str) -> Result<i32, String> {
         Ok(fd) if fd >= 3 => Ok(fd),
         _ => Err("expected a descriptor number of 3 or more".into()),
     }
+}
+
+/// Checks a pattern of the line stage: it must compile.
+fn parse_pattern(text: &str) -> Result<String, String> {
+    crate::filter::compile(text)?;
+    Ok(text.to_string())
+}
+
+/// Splits `REGEX=TARGET` at its last `=` and checks the pattern.
+fn parse_route(text: &str) -> Result<(String, PathBuf), String> {
+    let Some((pattern, target)) = text.rsplit_once('=') else {
+        return Err("expected REGEX=TARGET".into());
+    };
+    if target.is_empty() {
+        return Err("expected a TARGET after the last '='".into());
+    }
+    Ok((parse_pattern(pattern)?, PathBuf::from(target)))
+}
+
+/// Checks a `--redact` value: a pattern, or the name of a preset.
+fn parse_redact(text: &str) -> Result<String, String> {
+    for pattern in crate::filter::redact::patterns(text)? {
+        parse_pattern(&pattern)?;
+    }
+    Ok(text.to_string())
 }
 
 /// Checks an active file name given with `--name`: one path component.

@@ -21,6 +21,8 @@ pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod diag;
+pub mod filter;
+pub mod follow;
 pub mod gzip;
 pub mod hooks;
 pub mod inventory;

@@ -1,4 +1,4 @@
-//! One writer per target: an exclusive lock on `<active>.lock`.
+//! One writer per target: an exclusive lock on `.<active>.lock`.
 //!
 //! The lock is `flock(2)` through `File::try_lock`, so the kernel releases
 //! it when the process dies however it dies; a stale lock file left by a
@@ -75,7 +75,45 @@ pub fn acquire(dir: &Dir, target: &Target, mode: u32) -> Result<Lock> {
         file.write_all(format!("{}\n", std::process::id()).as_bytes())
     };
     record().with_context(|| format!("unable to write {}", path.display()))?;
+    retire_legacy(dir, target)?;
     Ok(Lock { _file: file })
+}
+
+/// Removes the lock file of earlier versions (`<active>.lock`), with
+/// the new lock held: an older logpipe still writing the target holds
+/// that one, and is refused here, naming its pid, as a second writer is.
+/// A file of that name that logpipe could not have made is left alone.
+fn retire_legacy(dir: &Dir, target: &Target) -> Result<()> {
+    let name = target.legacy_lock_name();
+    let path = target.path_of(&name);
+    match dir.stat(&name) {
+        Ok(Some(meta)) if meta.is_ours() => {}
+        Ok(_) | Err(_) => return Ok(()),
+    }
+    let Ok(mut file) = dir.open_file(&name, Access::ReadWrite) else {
+        return Ok(());
+    };
+    match file.try_lock() {
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "unable to lock {}: {} is held by pid {}, an earlier version of logpipe on this target",
+                target.lock().display(),
+                path.display(),
+                holder.trim()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            crate::warning!("leaving {} in place: {e}", path.display());
+        }
+        Ok(()) => {
+            if let Err(e) = dir.remove_ours(&name) {
+                crate::warning!("leaving {} in place: {e}", path.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -96,5 +134,31 @@ mod tests {
         );
         drop(held);
         acquire(&dir, &target, 0o640).expect("lock is free again once dropped");
+    }
+
+    #[test]
+    fn the_lock_of_an_earlier_release_is_removed_or_refused_while_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Target::resolve(&tmp.path().join("current"), None).unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let legacy = tmp.path().join("current.lock");
+        std::fs::write(&legacy, "4242\n").unwrap();
+        let old = File::options().read(true).open(&legacy).unwrap();
+        old.lock().unwrap();
+        let message = format!("{:#}", acquire(&dir, &target, 0o640).unwrap_err());
+        assert!(
+            message.ends_with(
+                "current.lock is held by pid 4242, an earlier version of logpipe on this target"
+            ),
+            "{message}"
+        );
+        assert!(legacy.exists());
+        drop(old);
+        let _held = acquire(&dir, &target, 0o640).unwrap();
+        assert!(
+            !legacy.exists(),
+            "a free lock of an earlier version is removed"
+        );
+        assert!(tmp.path().join(".current.lock").exists());
     }
 }

@@ -23,10 +23,50 @@ fn main() -> ExitCode {
         Ok(target) => target,
         Err(e) => Args::command().error(ErrorKind::ArgumentConflict, e).exit(),
     };
+    if args.read || args.follow {
+        if let Some(option) = logpipe::cli::writing_option_in(&matches) {
+            let why = format!(
+                "{option} is an option of writing; --read and --follow take --name, --since, --until, --cursor and --utc"
+            );
+            Args::command()
+                .error(ErrorKind::ArgumentConflict, why)
+                .exit();
+        }
+        return outcome(logpipe::follow::run(reading(args, target)));
+    }
     if let Err(e) = target.check_name_fits() {
         Args::command().error(ErrorKind::InvalidValue, e).exit();
     }
-    match logpipe::app::run(Config::new(args, target)) {
+    let stage = match logpipe::config::line_stage(&args, &target) {
+        Ok(stage) => stage,
+        Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
+    };
+    outcome(logpipe::app::run(Config::new(args, target, stage)))
+}
+
+/// What `--read` and `--follow` need from the command line.
+fn reading(args: Args, target: Target) -> logpipe::follow::Options {
+    let zone = if args.utc {
+        jiff::tz::TimeZone::UTC
+    } else {
+        logpipe::zone::local()
+    };
+    let today = logpipe::clock::Clock::System.now().to_zoned(zone).date();
+    logpipe::follow::Options {
+        target,
+        follow: args.follow,
+        dates: logpipe::follow::position::Dates {
+            since: args.since,
+            until: args.until,
+        },
+        cursor: args.cursor,
+        today,
+    }
+}
+
+/// The exit status of a run, and its one line on stderr if it failed.
+fn outcome(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` puts the whole chain on one line: what failed, then why.

@@ -83,6 +83,9 @@ struct Counters {
     active_bytes: AtomicU64,
     /// Unix time of the last rotation, in milliseconds; 0 before any.
     last_rotation_ms: AtomicU64,
+    records_dropped: AtomicU64,
+    records_routed: AtomicU64,
+    lines_redacted: AtomicU64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -102,6 +105,9 @@ static COUNTERS: Counters = Counters {
     hook_failures: AtomicU64::new(0),
     active_bytes: AtomicU64::new(0),
     last_rotation_ms: AtomicU64::new(0),
+    records_dropped: AtomicU64::new(0),
+    records_routed: AtomicU64::new(0),
+    lines_redacted: AtomicU64::new(0),
 };
 
 /// Time spent paused: since when, if now, and the total of past pauses.
@@ -202,6 +208,17 @@ pub fn pruned(bytes: u64) {
     COUNTERS.pruned_bytes.fetch_add(bytes, Relaxed);
 }
 
+/// The line stage's counts went from `before` to `after`.
+pub fn line_stage(before: crate::filter::Counts, after: crate::filter::Counts) {
+    let c = &COUNTERS;
+    c.records_dropped
+        .fetch_add(after.dropped - before.dropped, Relaxed);
+    c.records_routed
+        .fetch_add(after.routed - before.routed, Relaxed);
+    c.lines_redacted
+        .fetch_add(after.redacted - before.redacted, Relaxed);
+}
+
 /// A write, rename or open in the target directory failed.
 pub fn write_error() {
     COUNTERS.write_errors.fetch_add(1, Relaxed);
@@ -259,6 +276,9 @@ pub struct Snapshot {
     pub active_bytes: u64,
     /// Unix time, seconds; 0 before any rotation.
     pub last_rotation: f64,
+    pub records_dropped: u64,
+    pub records_routed: u64,
+    pub lines_redacted: u64,
     pub start_time: f64,
 }
 
@@ -290,6 +310,9 @@ impl Snapshot {
             hook_failures: c.hook_failures.load(Relaxed),
             active_bytes: c.active_bytes.load(Relaxed),
             last_rotation: c.last_rotation_ms.load(Relaxed) as f64 / 1000.0,
+            records_dropped: c.records_dropped.load(Relaxed),
+            records_routed: c.records_routed.load(Relaxed),
+            lines_redacted: c.lines_redacted.load(Relaxed),
             start_time,
         }
     }
@@ -426,6 +449,24 @@ impl Snapshot {
             "gauge",
             "Unix time of the last rotation in this run (0 before any).",
             &[("", format!("{:.3}", self.last_rotation))],
+        );
+        metric(
+            "logpipe_records_dropped_total",
+            "counter",
+            "Records not written because they matched --drop.",
+            &one(self.records_dropped),
+        );
+        metric(
+            "logpipe_records_routed_total",
+            "counter",
+            "Records sent to a --route target.",
+            &one(self.records_routed),
+        );
+        metric(
+            "logpipe_lines_redacted_total",
+            "counter",
+            "Lines written with at least one --redact replacement.",
+            &one(self.lines_redacted),
         );
         metric(
             "logpipe_start_time_seconds",
@@ -668,6 +709,7 @@ mod tests {
             paused: true,
             paused_seconds: 1.5,
             start_time: 1_800_000_000.25,
+            records_routed: 7,
             ..Snapshot::default()
         };
         let text = snapshot.render("/l/\"q\"\n");
@@ -691,6 +733,7 @@ mod tests {
                 assert!(line.contains(target), "{line}");
             }
         }
-        assert_eq!(names, 20);
+        assert!(text.contains(&format!("logpipe_records_routed_total{{{target}}} 7\n")));
+        assert_eq!(names, 23);
     }
 }

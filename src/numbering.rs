@@ -85,6 +85,7 @@ impl Numbering {
             open: None,
         };
         numbering.read_state()?;
+        numbering.retire_legacy(target)?;
         let entries = inventory::scan(&numbering.dir, &target.name)
             .with_context(|| format!("unable to list {}", target.dir.display()))?;
         for entry in entries {
@@ -98,6 +99,55 @@ impl Numbering {
     pub fn moved(&mut self, dir: Arc<Dir>) {
         self.dir = dir;
         self.open = None;
+    }
+
+    /// Takes over the state file of earlier versions
+    /// (`<active>.state`): its numbers are merged in and written to the
+    /// state file under its new name, and only then is the old name
+    /// removed, so that a crash in between loses no number. A file of that
+    /// name that logpipe could not have made is not read.
+    fn retire_legacy(&mut self, target: &Target) -> Result<()> {
+        let name = target.legacy_state_name();
+        let path = target.path_of(&name);
+        match self.dir.stat(&name) {
+            Ok(Some(meta)) if meta.is_ours() => {}
+            Ok(None) | Err(_) => return Ok(()),
+            Ok(Some(_)) => {
+                crate::warning!(
+                    "not reading {}: logpipe did not make it; segment numbers now live in {}",
+                    path.display(),
+                    self.state.display()
+                );
+                return Ok(());
+            }
+        }
+        let mut text = Vec::new();
+        self.dir
+            .open_file(&name, Access::Read)
+            .and_then(|mut file| file.read_to_end(&mut text))
+            .with_context(|| format!("unable to read {}", path.display()))?;
+        for line in text.split(|&b| b == b'\n') {
+            if let Some((id, b"")) = naming::parse_id(line) {
+                self.note(id);
+            }
+        }
+        let highest = self.highest.clone();
+        self.write_state(&highest)?;
+        let synced = match &self.open {
+            Some((file, _)) => file.sync_all(),
+            None => Ok(()),
+        };
+        synced.with_context(|| format!("unable to write {}", self.state.display()))?;
+        self.dir
+            .sync()
+            .and_then(|()| self.dir.remove_ours(&name))
+            .with_context(|| format!("unable to remove {}", path.display()))?;
+        crate::info!(
+            "moved {} to {} (its name in this version)",
+            path.display(),
+            self.state.display()
+        );
+        Ok(())
     }
 
     fn read_state(&mut self) -> Result<()> {
@@ -327,6 +377,28 @@ mod tests {
         assert_eq!(fs::read_to_string(t.state()).unwrap(), "2026-11-21.4\n");
         let mut reloaded = load(&t);
         assert_eq!(reloaded.take(date(2026, 11, 21)).unwrap().n, 5);
+    }
+
+    #[test]
+    fn the_state_file_of_an_earlier_release_is_merged_and_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let legacy = t.path_of(&t.legacy_state_name());
+        fs::write(&legacy, "2026-11-20.2\n2026-11-21.9\n").unwrap();
+        fs::write(t.state(), "2026-11-21.3\n2026-11-22.1\n").unwrap();
+        let mut numbering = load(&t);
+        assert!(!legacy.exists());
+        assert_eq!(
+            fs::read_to_string(t.state()).unwrap(),
+            "2026-11-20.2\n2026-11-21.9\n2026-11-22.1\n"
+        );
+        assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 10);
+        // Alone, it is simply moved.
+        fs::remove_file(t.state()).unwrap();
+        fs::write(&legacy, "2026-11-21.40\n").unwrap();
+        let mut numbering = load(&t);
+        assert!(!legacy.exists());
+        assert_eq!(numbering.take(date(2026, 11, 21)).unwrap().n, 41);
     }
 
     #[test]

@@ -439,21 +439,51 @@ impl Dir {
 
     /// The names in the directory (not `.` and `..`), with the file type
     /// the directory entry gives (`None` when the filesystem does not say).
+    ///
+    /// The listing is one snapshot: it comes from a single `getdents64`
+    /// call, which holds the directory's lock against renames and removals
+    /// for its duration (the buffer grows until everything fits in one
+    /// call). Over several calls, a segment renamed from `X` to `X.gz`
+    /// meanwhile could be missed under both names, and a reader following
+    /// the target would skip it.
     pub fn list(&self) -> io::Result<Vec<(OsString, Option<Kind>)>> {
-        let mut names = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&self.fd)? {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
+        /// Enough for about 5,000 names at first; at most a million or so.
+        const FIRST: usize = 256 << 10;
+        const LAST: usize = 64 << 20;
+        let mut size = FIRST;
+        loop {
+            let fd = rustix::fs::openat(
+                &self.fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); size];
+            let mut entries = rustix::fs::RawDir::new(&fd, &mut buf);
+            let mut names = Vec::new();
+            let mut calls = 0;
+            loop {
+                if entries.is_buffer_empty() {
+                    calls += 1;
+                }
+                let Some(entry) = entries.next() else { break };
+                let entry = entry?;
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match entry.file_type() {
+                    FileType::Unknown => None,
+                    t => Some(Kind::of(t)),
+                };
+                names.push((OsStr::from_bytes(name).to_os_string(), kind));
             }
-            let kind = match entry.file_type() {
-                FileType::Unknown => None,
-                t => Some(Kind::of(t)),
-            };
-            names.push((OsStr::from_bytes(name).to_os_string(), kind));
+            // One call that returned the names, one that found the end.
+            if calls <= 2 || size >= LAST {
+                return Ok(names);
+            }
+            size *= 4;
         }
-        Ok(names)
     }
 
     /// Makes the directory's entries (renames, new names) durable.

@@ -1,9 +1,16 @@
 //! Where the files live: the active file, its directory, and the names
 //! derived from it (segments, lock, state).
 //!
-//! Every file logpipe writes sits in the active file's directory and starts
-//! with the active file's name, so one directory can hold several targets
+//! Every file logpipe writes sits in the active file's directory and is
+//! named after the active file, so one directory can hold several targets
 //! (`app.log`, `worker.log`) without them touching each other's files.
+//!
+//! The segments start with the active file's name (`app.log.2026-11-21.3`);
+//! the lock and state files start with a dot (`.app.log.lock`), so that a
+//! reader's glob (`zcat -f app.log*`), `ls` and log viewers never take them
+//! for log data. Earlier versions named them `app.log.lock` and
+//! `app.log.state`; [`Target::legacy_lock_name`] and
+//! [`Target::legacy_state_name`] are those names, moved at start.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -129,21 +136,31 @@ impl Target {
 
     /// The lock file, held for as long as logpipe runs on this target.
     pub fn lock(&self) -> PathBuf {
-        self.sibling(".lock")
+        self.dir.join(self.lock_name())
     }
 
     /// The state file remembering the highest segment number per date.
     pub fn state(&self) -> PathBuf {
-        self.sibling(".state")
+        self.dir.join(self.state_name())
     }
 
-    /// The lock file's name within `dir`.
+    /// The lock file's name within `dir`: `.<active>.lock`.
     pub fn lock_name(&self) -> OsString {
+        self.hidden_name(".lock")
+    }
+
+    /// The state file's name within `dir`: `.<active>.state`.
+    pub fn state_name(&self) -> OsString {
+        self.hidden_name(".state")
+    }
+
+    /// The lock file's name in earlier versions: `<active>.lock`.
+    pub fn legacy_lock_name(&self) -> OsString {
         self.sibling_name(".lock")
     }
 
-    /// The state file's name within `dir`.
-    pub fn state_name(&self) -> OsString {
+    /// The state file's name in earlier versions: `<active>.state`.
+    pub fn legacy_state_name(&self) -> OsString {
         self.sibling_name(".state")
     }
 
@@ -182,8 +199,11 @@ impl Target {
         Ok(())
     }
 
-    fn sibling(&self, suffix: &str) -> PathBuf {
-        self.dir.join(self.sibling_name(suffix))
+    fn hidden_name(&self, suffix: &str) -> OsString {
+        let mut name = b".".to_vec();
+        name.extend_from_slice(self.name.as_bytes());
+        name.extend_from_slice(suffix.as_bytes());
+        OsString::from_vec(name)
     }
 
     fn sibling_name(&self, suffix: &str) -> OsString {
@@ -289,8 +309,10 @@ mod tests {
     fn derived_names() {
         let t = Target::resolve(Path::new("/var/log/app.log"), None).unwrap();
         assert_eq!(t.active(), Path::new("/var/log/app.log"));
-        assert_eq!(t.lock(), Path::new("/var/log/app.log.lock"));
-        assert_eq!(t.state(), Path::new("/var/log/app.log.state"));
+        assert_eq!(t.lock(), Path::new("/var/log/.app.log.lock"));
+        assert_eq!(t.state(), Path::new("/var/log/.app.log.state"));
+        assert_eq!(t.legacy_lock_name(), "app.log.lock");
+        assert_eq!(t.legacy_state_name(), "app.log.state");
         let id = SegmentId {
             date: jiff::civil::date(2026, 11, 21),
             n: 3,

@@ -235,7 +235,7 @@ fn a_directory_without_write_permission_is_one_line_and_exit_1() {
     assert_eq!(run.status.code(), Some(1), "{describe}: {run:?}");
     assert!(
         run.stderr
-            .starts_with("logpipe: unable to lock locked/app.log.lock: Permission denied"),
+            .starts_with("logpipe: unable to lock locked/.app.log.lock: Permission denied"),
         "{}",
         run.stderr
     );
@@ -363,8 +363,8 @@ fn created_files_and_directories_get_the_modes_asked_for() {
     let segment = env.segments("new/dir/current")[0].path.clone();
     for file in [
         "new/dir/current",
-        "new/dir/current.lock",
-        "new/dir/current.state",
+        "new/dir/.current.lock",
+        "new/dir/.current.state",
         segment.to_str().unwrap(),
     ] {
         assert_eq!(mode(file), 0o620, "{file}");

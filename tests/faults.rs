@@ -525,7 +525,7 @@ impl Calls {
         }
         let batches = self.on("fsync", "out");
         assert!((1..=2).contains(&batches), "{:?}", self.0);
-        assert_eq!(self.on("fdatasync", "out/current.state"), batches);
+        assert_eq!(self.on("fdatasync", "out/.current.state"), batches);
         assert_eq!(self.total("fsync"), batches, "{:?}", self.0);
         batches
     }
@@ -907,7 +907,7 @@ fn waits_between_failures(env: &TestEnv, errno: &str) -> Vec<u64> {
 fn said_paused_once(stderr: &str, why: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    let pause = format!("logpipe: warning: pausing: unable to write out/current.state: {why}");
+    let pause = format!("logpipe: warning: pausing: unable to write out/.current.state: {why}");
     assert!(lines[0].starts_with(&pause), "{stderr}");
     assert!(
         lines[1].starts_with("logpipe: info: resumed writing out/current after "),
@@ -994,7 +994,7 @@ fn a_read_only_directory_pauses_without_spinning() {
     // them logpipe waited (1 s, then 2 s, ...).
     let failed = failed_calls(&env, "EPERM");
     assert!(
-        failed.iter().all(|l| l.contains("\"current.state\"")),
+        failed.iter().all(|l| l.contains("\".current.state\"")),
         "{failed:#?}"
     );
     let waits = waits_between_failures(&env, "EPERM");
@@ -1191,13 +1191,13 @@ fn a_failing_clock_rotation_in_drop_mode_does_not_spin() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(
-            "logpipe: warning: unable to write out/current.state: Operation not permitted"
+            "logpipe: warning: unable to write out/.current.state: Operation not permitted"
         ),
         "{stderr}"
     );
     let failed = failed_calls(&env, "EPERM");
     assert!(
-        failed.iter().all(|l| l.contains("\"current.state\"")),
+        failed.iter().all(|l| l.contains("\".current.state\"")),
         "{failed:#?}"
     );
     let waits = waits_between_failures(&env, "EPERM");

@@ -5,6 +5,8 @@ mod cli;
 mod compress;
 mod corpus;
 mod faults;
+mod filter;
+mod follow;
 mod hostile;
 mod memory;
 mod metrics;

@@ -199,7 +199,7 @@ fn a_second_instance_on_the_same_target_is_refused() {
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(b"from the first instance\n").unwrap();
     env.wait_until("the first instance's lock", Duration::from_secs(30), || {
-        fs::read_to_string(env.path("out/current.lock"))
+        fs::read_to_string(env.path("out/.current.lock"))
             .is_ok_and(|pid| pid.trim() == first.id().to_string())
     });
 
@@ -207,7 +207,7 @@ fn a_second_instance_on_the_same_target_is_refused() {
     assert_eq!(second.status.code(), Some(1), "{second:?}");
     let expected = format!(
         "logpipe: unable to lock {}: held by pid {}",
-        "out/current.lock",
+        "out/.current.lock",
         first.id()
     );
     assert!(second.stderr.starts_with(&expected), "{:?}", second.stderr);
@@ -252,4 +252,72 @@ fn an_active_file_from_an_earlier_day_is_rolled_first_under_that_day() {
         env.collated_sha("out/current"),
         sha(&[earlier, later].concat())
     );
+}
+
+/// A target written by an earlier version has `current.lock` and
+/// `current.state`: at start they move out of the way of readers' globs to
+/// `.current.lock` and `.current.state`, and the numbering goes on.
+#[test]
+fn companion_files_of_an_earlier_release_move_and_the_numbering_goes_on() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("out")).unwrap();
+    fs::write(env.path("out/current.lock"), "4242\n").unwrap();
+    fs::write(env.path("out/current.state"), format!("{TODAY}.7\n")).unwrap();
+    fs::write(env.path("out/current"), b"left by the old release\n").unwrap();
+    // Last written an hour before the manual clock's instant.
+    fs::File::options()
+        .write(true)
+        .open(env.path("out/current"))
+        .unwrap()
+        .set_modified(jiff::Timestamp::from_second(1_795_258_800).unwrap().into())
+        .unwrap();
+    let input = lines(4, 64 << 10);
+    let run = env.run(&["--debug-clock", NOW, "--size", "16K", "out/"], &input);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "logpipe: info: moved out/current.state to out/.current.state (its name in this version)\n"
+    );
+    assert!(!env.path("out/current.lock").exists(), "{}", env.listing());
+    assert!(!env.path("out/current.state").exists(), "{}", env.listing());
+    assert!(env.path("out/.current.lock").exists());
+    let segments = env.segments("out/current");
+    assert_eq!(segments[0].n, 8, "{}", env.listing());
+    let mut expected = b"left by the old release\n".to_vec();
+    expected.extend_from_slice(&input);
+    assert_eq!(sha(&env.collated("out/current")), sha(&expected));
+    let state = fs::read_to_string(env.path("out/.current.state")).unwrap();
+    let last = segments.last().unwrap();
+    assert_eq!(state.trim_end(), format!("{TODAY}.{}", last.n));
+    // A reader's glob now finds log data only.
+    let mut names: Vec<String> = fs::read_dir(env.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("current"))
+        .collect();
+    names.sort();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "current" || n.starts_with(&format!("current.{TODAY}."))),
+        "{names:?}"
+    );
+}
+
+/// An older logpipe still writing the target holds `current.lock`: the new
+/// one refuses to start beside it, as it refuses any second writer.
+#[test]
+fn an_older_release_still_running_is_refused() {
+    let env = TestEnv::new();
+    fs::create_dir(env.path("out")).unwrap();
+    fs::write(env.path("out/current.lock"), "4242\n").unwrap();
+    let held = fs::File::open(env.path("out/current.lock")).unwrap();
+    held.lock().unwrap();
+    let run = env.run(&["out/"], b"line\n");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "logpipe: unable to lock out/.current.lock: out/current.lock is held by pid 4242, an earlier version of logpipe on this target\n"
+    );
+    assert!(!env.path("out/current").exists(), "nothing was written");
 }

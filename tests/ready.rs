@@ -55,7 +55,7 @@ fn ready_fd_gets_one_newline_once_the_lock_is_held() {
     });
     // Ready: the lock names this logpipe, and the active file is there.
     assert_eq!(
-        fs::read_to_string(env.path("out/current.lock"))
+        fs::read_to_string(env.path("out/.current.lock"))
             .unwrap()
             .trim(),
         first.id().to_string()
@@ -69,7 +69,7 @@ fn ready_fd_gets_one_newline_once_the_lock_is_held() {
     assert!(
         second
             .stderr
-            .starts_with("logpipe: unable to lock out/current.lock: held by pid"),
+            .starts_with("logpipe: unable to lock out/.current.lock: held by pid"),
         "{second:?}"
     );
     assert_eq!(fs::read(env.path("ready2")).unwrap(), b"");

@@ -83,7 +83,7 @@ fn keep_deletes_the_oldest_by_date_then_number() {
         let kept = env.segments("out/current");
         // More than 10 segments were made, so (date, N) order differs from
         // string order; the numbers are contiguous per date in one run.
-        let highest = fs::read_to_string(env.path("out/current.state")).unwrap();
+        let highest = fs::read_to_string(env.path("out/.current.state")).unwrap();
         let highest: u64 = highest.trim().rsplit_once('.').unwrap().1.parse().unwrap();
         assert!(highest > 10, "only {highest} segments");
         assert_eq!(kept.len(), 3, "{compress}: {}", env.listing());

@@ -53,12 +53,12 @@ impl Victim {
 fn planted_symlinks_at_start_are_refused() {
     for (name, why) in [
         (
-            "current.lock",
-            "unable to lock out/current.lock: is a symbolic link",
+            ".current.lock",
+            "unable to lock out/.current.lock: is a symbolic link",
         ),
         (
-            "current.state",
-            "unable to read out/current.state: is a symbolic link",
+            ".current.state",
+            "unable to read out/.current.state: is a symbolic link",
         ),
         ("current", "unable to open out/current: is a symbolic link"),
     ] {
@@ -86,8 +86,8 @@ fn planted_symlinks_at_start_are_refused() {
 fn planted_hard_links_are_refused() {
     for (name, why) in [
         (
-            "current.lock",
-            "unable to lock out/current.lock: it has 2 names (a hard link to another file); remove it if it is a leftover",
+            ".current.lock",
+            "unable to lock out/.current.lock: it has 2 names (a hard link to another file); remove it if it is a leftover",
         ),
         (
             "current",
@@ -208,7 +208,7 @@ fn the_lock_survives_the_directory_being_made_again() {
     assert_eq!(
         second.stderr,
         format!(
-            "logpipe: unable to lock out/current.lock: held by pid {}, another logpipe on this target\n",
+            "logpipe: unable to lock out/.current.lock: held by pid {}, another logpipe on this target\n",
             first.id()
         )
     );
@@ -249,7 +249,7 @@ fn no_number_left_stops_instead_of_blocking() {
     let env = TestEnv::new();
     fs::create_dir(env.path("out")).unwrap();
     fs::write(
-        env.path("out/current.state"),
+        env.path("out/.current.state"),
         format!("2026-11-21.{}\n", u64::MAX),
     )
     .unwrap();

@@ -231,9 +231,9 @@ past() { [ "$(last)" -ge "$1" ]; }
 more_app_lines() { local want=$(($(last) + $1)); wait_for "line $want" past "$want"; }
 # lp_running: the pid in logpipe's lock file is a logpipe's, in the container.
 lp_running() {
-    [ -s "$logdir/current.lock" ] || return 1
+    [ -s "$logdir/.current.lock" ] || return 1
     # shellcheck disable=SC2016 # expanded in the container
-    ctl exec "$cid" sh -c '[ "$(cat "/proc/$(cat /var/log/app/current.lock)/comm")" = logpipe ]' 2>/dev/null
+    ctl exec "$cid" sh -c '[ "$(cat "/proc/$(cat /var/log/app/.current.lock)/comm")" = logpipe ]' 2>/dev/null
 }
 # stop_it SECONDS: stop -t SECONDS, timed (in ms, to $stop_ms);
 # sets status to the container's exit code.
@@ -282,7 +282,7 @@ run_twice() {
         more_app_lines 1000
         # Roll now, as the README says: a segment per run.
         # shellcheck disable=SC2016 # expanded in the container
-        ctl exec "$cid" sh -c 'kill -USR1 "$(cat /var/log/app/current.lock)"' ||
+        ctl exec "$cid" sh -c 'kill -USR1 "$(cat /var/log/app/.current.lock)"' ||
             fail "$1: $engine exec ... kill -USR1 failed"
         more_app_lines 1000
         stop_it 10

@@ -105,13 +105,13 @@ mkfifo "$tmp/hold.fifo"
 (cd "$tmp" && exec s6-setuidgid nobody "$tmp/bin/logpipe" "$logdir/" <"$tmp/hold.fifo" 2>"$tmp/holder.err") &
 holder=$!
 exec 7>"$tmp/hold.fifo"
-held() { [ "$(cat "$logdir/current.lock" 2>/dev/null)" = "$holder" ]; }
+held() { [ "$(cat "$logdir/.current.lock" 2>/dev/null)" = "$holder" ]; }
 wait_for "the other logpipe to hold the lock" held
 
 # Not descriptor 7: the holder's end of input must not wait for s6-svscan.
 s6-svscan "$tmp/scan" </dev/null >/dev/null 2>"$tmp/svscan.err" 7>&- &
 svscan_pid=$!
-refused() { grep -q "^logpipe: unable to lock $logdir/current.lock: held by pid $holder" "$tmp/svscan.err"; }
+refused() { grep -q "^logpipe: unable to lock $logdir/.current.lock: held by pid $holder" "$tmp/svscan.err"; }
 wait_for "the logger's logpipe to be refused the lock" refused
 status=0
 s6-svwait -U -t 3000 "$svc/log" 2>/dev/null || status=$?
@@ -122,8 +122,8 @@ wait "$holder" || fail "the other logpipe exited $?"
 holder=
 s6-svwait -U -t 30000 "$svc/log" || fail "s6-svwait -U exited $? once the lock was free"
 lp=$(pid_of "$svc/log")
-[ "$(cat "$logdir/current.lock")" = "$lp" ] ||
-    fail "s6-svwait -U returned, but the lock holds $(cat "$logdir/current.lock"), not the logger's $lp"
+[ "$(cat "$logdir/.current.lock")" = "$lp" ] ||
+    fail "s6-svwait -U returned, but the lock holds $(cat "$logdir/.current.lock"), not the logger's $lp"
 # The refused starts are not part of what follows.
 s6-svdt-clear "$svc/log"
 wait_for "s6-svscan to start both services" running "$svc"
@@ -166,7 +166,7 @@ exits=$(deaths "$svc")
 [ "$exits" = "$((restarts + 1)) exitcode 0" ] ||
     fail "producer deaths: $exits; want $((restarts + 1)) times exitcode 0"
 # Besides the refusals while the lock was held, logpipe said nothing.
-said=$(grep logpipe "$tmp/svscan.err" | grep -v "^logpipe: unable to lock $logdir/current.lock: held by pid ") || true
+said=$(grep logpipe "$tmp/svscan.err" | grep -v "^logpipe: unable to lock $logdir/.current.lock: held by pid ") || true
 [ -z "$said" ] || fail "logpipe wrote to stderr: $said"
 
 # The output: every line the producer wrote, once, in order, byte for

@@ -60,7 +60,7 @@ started_ready() {
     state=$(systemctl show -P ActiveState "$unit")/$(systemctl show -P SubState "$unit")
     [ "$state" = active/running ] || fail "$unit is $state right after systemctl start"
     lp=$(systemctl show -P MainPID "$unit")
-    [ "$(cat "$logdir/current.lock" 2>/dev/null)" = "$lp" ] ||
+    [ "$(cat "$logdir/.current.lock" 2>/dev/null)" = "$lp" ] ||
         fail "$unit: systemctl start returned before logpipe ($lp) held the lock"
     status_writing() { systemctl status --no-pager "$unit" | grep -q '^ *Status: "writing"$'; }
     wait_for -t 10 "$unit: Status: \"writing\" in systemctl status" status_writing
@@ -91,7 +91,7 @@ stopped_clean() {
     left=$(find /tmp /var/tmp -maxdepth 1 -name "systemd-private-*-$unit-*")
     [ -z "$left" ] || fail "$unit stopped, but its private /tmp is left: $left"
     left=$(find "$logdir" -mindepth 1 -regextype posix-extended \
-        ! -regex "$logdir/current(\.lock|\.state|\.[0-9]{4}-[0-9]{2}-[0-9]{2}\.[0-9]+\.gz)?" \
+        ! -regex "$logdir/(\.current\.lock|\.current\.state|current(\.[0-9]{4}-[0-9]{2}-[0-9]{2}\.[0-9]+\.gz)?)" \
         ! -name hook-report)
     [ -z "$left" ] || fail "$unit stopped, but left in $logdir: $left"
 }

@@ -1,0 +1,158 @@
+//! `--cursor FILE`: where a reader stopped, so that the next run resumes
+//! at the next line.
+//!
+//! The file holds one [`Position`] line. It is replaced whole (a new
+//! temporary, written, fsynced, renamed over it), so a crash leaves the old
+//! position or the new one. A save costs an fsync, so saves are batched,
+//! as a shipper's checkpoints are: at most one per [`INTERVAL`] while lines
+//! flow, and one at a clean stop. After a SIGKILL the lines read since the
+//! last save are read again; none is missed.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::position::Position;
+use crate::sys::{Access, Dir};
+
+/// The longest time between two saves while lines flow.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Permission bits of the cursor file.
+const MODE: u32 = 0o644;
+
+/// The cursor file.
+#[derive(Debug)]
+pub struct Cursor {
+    /// The cursor's directory, opened once.
+    dir: Dir,
+    name: OsString,
+    /// `.NAME.tmp`, the temporary a save writes.
+    temp: OsString,
+    path: PathBuf,
+    /// What the file holds now.
+    saved: Option<Position>,
+    last_save: Instant,
+}
+
+impl Cursor {
+    /// Opens the directory of `path` (following a symbolic link there,
+    /// once, as for TARGET) and reads the position it holds, if any.
+    pub fn open(path: &Path) -> Result<Cursor> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("unable to use --cursor {}: no file name", path.display()))?
+            .to_os_string();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = Dir::open(parent)
+            .with_context(|| format!("unable to open directory {}", parent.display()))?;
+        let mut temp = OsString::from(".");
+        temp.push(&name);
+        temp.push(".tmp");
+        let mut cursor = Cursor {
+            dir,
+            name,
+            temp,
+            path: path.to_path_buf(),
+            saved: None,
+            last_save: Instant::now(),
+        };
+        cursor.saved = cursor.read()?;
+        Ok(cursor)
+    }
+
+    /// The position the file held at start.
+    pub fn saved(&self) -> Option<Position> {
+        self.saved
+    }
+
+    fn read(&self) -> Result<Option<Position>> {
+        let context = || format!("unable to read cursor {}", self.path.display());
+        let mut text = String::new();
+        match self.dir.open_file(&self.name, Access::Read) {
+            Ok(mut file) => {
+                file.read_to_string(&mut text).with_context(context)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(context),
+        }
+        match Position::parse(text.trim_end_matches('\n')) {
+            Some(position) => Ok(Some(position)),
+            None => bail!(
+                "unable to read cursor {}: '{}' is not a position logpipe wrote",
+                self.path.display(),
+                text.trim_end().escape_default()
+            ),
+        }
+    }
+
+    /// Saves `position` if it changed and the last save is [`INTERVAL`]
+    /// old.
+    pub fn save_in_time(&mut self, position: Position) -> Result<()> {
+        if self.last_save.elapsed() >= INTERVAL {
+            self.save(position)?;
+        }
+        Ok(())
+    }
+
+    /// Saves `position` now, if it changed.
+    pub fn save(&mut self, position: Position) -> Result<()> {
+        self.last_save = Instant::now();
+        if self.saved == Some(position) {
+            return Ok(());
+        }
+        self.replace(format!("{position}\n").as_bytes())
+            .with_context(|| format!("unable to write cursor {}", self.path.display()))?;
+        self.saved = Some(position);
+        Ok(())
+    }
+
+    fn replace(&self, text: &[u8]) -> io::Result<()> {
+        // A temporary left by a kill is ours to remove, and only if ours.
+        self.dir.remove_ours(&self.temp)?;
+        let mut file = self.dir.create_new(&self.temp, MODE, Access::ReadWrite)?;
+        let written = file.write_all(text).and_then(|()| file.sync_data());
+        drop(file);
+        if let Err(e) = written.and_then(|()| self.dir.rename(&self.temp, &self.name)) {
+            let _ = self.dir.remove_ours(&self.temp);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::SegmentId;
+
+    #[test]
+    fn a_saved_position_is_read_back_and_junk_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cursor");
+        let mut cursor = Cursor::open(&path).unwrap();
+        assert_eq!(cursor.saved(), None);
+        let position = Position::Segment {
+            id: SegmentId {
+                date: jiff::civil::date(2026, 11, 21),
+                n: 3,
+            },
+            offset: 42,
+        };
+        cursor.save(position).unwrap();
+        assert_eq!(Cursor::open(&path).unwrap().saved(), Some(position));
+        assert!(!tmp.path().join(".cursor.tmp").exists());
+        std::fs::write(&path, "segment x\n").unwrap();
+        let message = format!("{:#}", Cursor::open(&path).unwrap_err());
+        assert!(
+            message.ends_with("cursor: 'segment x' is not a position logpipe wrote"),
+            "{message}"
+        );
+    }
+}
