@@ -102,10 +102,14 @@ pub fn run(config: Config) -> Result<()> {
     for (sink, target, dir, prune) in opened {
         sinks.push(sink);
         let policy = Policy {
-            prune,
+            prune: prune.clone(),
             ..policy.clone()
         };
-        workers.push(Worker::start(target, dir, policy)?);
+        let worker = Worker::start(target, dir, policy)?;
+        if let Some(pruner) = prune {
+            pruner.connect(worker.queue());
+        }
+        workers.push(worker);
     }
     let mut out = Output {
         count: metrics.is_some(),

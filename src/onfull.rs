@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::backoff;
+use crate::naming::SegmentId;
 use crate::numbering::NoNumberLeft;
 use crate::owner::NotGiven;
 use crate::prune::{self, Pruner};
@@ -127,7 +128,15 @@ impl OnFull {
     /// so once, waits (1 s, doubling up to 30 s) and asks for a retry;
     /// after a stop was asked for, allows one last attempt. With `drop`,
     /// or for an error no wait can cure, gives up.
-    pub fn after_failure(&mut self, e: &anyhow::Error, dir: &Dir) -> Next {
+    ///
+    /// `finished` are the segments the sink finished and has not handed to
+    /// the worker yet ([`Pruner::make_room`] may).
+    pub fn after_failure(
+        &mut self,
+        e: &anyhow::Error,
+        dir: &Dir,
+        finished: &mut Vec<SegmentId>,
+    ) -> Next {
         crate::metrics::write_error();
         if is_permanent(e) {
             return Next::Fail;
@@ -147,7 +156,7 @@ impl OnFull {
         if let Some(pruner) = prune
             && prune::is_no_space(e)
         {
-            match pruner.make_room(dir) {
+            match pruner.make_room(dir, finished) {
                 Ok(true) => return Next::Retry,
                 Ok(false) => {}
                 Err(why) => {

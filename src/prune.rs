@@ -49,6 +49,7 @@ use std::time::Duration;
 use crate::inventory::{self, Entry};
 use crate::naming::SegmentId;
 use crate::sys::{Dir, Meta};
+use crate::worker::Queue;
 
 /// How long a write that failed for lack of space waits for the worker to
 /// finish a segment before it deletes one itself.
@@ -66,6 +67,8 @@ struct Shared {
     segments: Mutex<()>,
     done: Mutex<u64>,
     advanced: Condvar,
+    /// The worker's queue, once the worker runs.
+    queue: Mutex<Option<Queue>>,
 }
 
 /// One side's pruner: the shared part, and what this side deleted and has
@@ -106,9 +109,19 @@ impl Pruner {
                 segments: Mutex::new(()),
                 done: Mutex::new(0),
                 advanced: Condvar::new(),
+                queue: Mutex::new(None),
             }),
             pending: Vec::new(),
         }
+    }
+
+    /// The worker runs: segments can be handed to it from [`Pruner::make_room`].
+    pub fn connect(&self, queue: Queue) {
+        *self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(queue);
     }
 
     /// The worker is done with one more segment (compressed, or gone).
@@ -136,8 +149,15 @@ impl Pruner {
     /// none wait, or the worker made no progress for a second,
     /// deletes the oldest segment, unless only `keep` are left. Returns
     /// whether to try the write again.
-    pub fn make_room(&mut self, dir: &Dir) -> io::Result<bool> {
+    ///
+    /// `finished` are segments the sink finished in this write (a roll
+    /// between two pieces of it): they are handed to the worker now, for
+    /// the main loop would only do so once the write is through.
+    pub fn make_room(&mut self, dir: &Dir, finished: &mut Vec<SegmentId>) -> io::Result<bool> {
         let shared = self.shared.clone();
+        if let Some(queue) = &*shared.queue.lock().unwrap_or_else(PoisonError::into_inner) {
+            finished.drain(..).for_each(|id| queue.finished(id));
+        }
         let done = || *shared.done.lock().unwrap_or_else(PoisonError::into_inner);
         let mut compressed = false;
         loop {

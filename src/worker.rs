@@ -220,10 +220,14 @@ impl Worker {
     /// Queues a segment the main loop has just finished. Never waits for
     /// the disk: the lock is held by the worker only for bookkeeping.
     pub fn finished(&self, id: SegmentId) {
-        let mut status = self.shared.lock();
-        status.queue.push_back(id);
-        status.unsynced.push(id);
-        self.shared.changed.notify_all();
+        self.queue().finished(id);
+    }
+
+    /// A handle on the worker's queue, for `--on-full prune`: a write that
+    /// waits for compressions to make room first hands over the segments
+    /// it finished itself, since the main loop cannot until it returns.
+    pub fn queue(&self) -> Queue {
+        Queue(self.shared.clone())
     }
 
     /// The target directory was removed and made again: use `dir` from
@@ -359,6 +363,20 @@ impl Worker {
             left.running = hooks.running;
         }
         left
+    }
+}
+
+/// The worker's queue, as [`Worker::queue`] hands it out.
+#[derive(Debug, Clone)]
+pub struct Queue(Arc<Shared>);
+
+impl Queue {
+    /// Queues a finished segment, as [`Worker::finished`].
+    pub fn finished(&self, id: SegmentId) {
+        let mut status = self.0.lock();
+        status.queue.push_back(id);
+        status.unsynced.push(id);
+        self.0.changed.notify_all();
     }
 }
 
