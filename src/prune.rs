@@ -17,7 +17,9 @@
 //! compression makes room without losing a line (a plain segment becomes
 //! a `.gz` several times smaller). So while segments wait for
 //! compression, a write that fails for lack of space first waits for the
-//! worker to compress them all, and is tried again: writing on at once
+//! worker to compress them all (a segment the write itself finished, by a
+//! roll between two of its pieces, is handed to the worker at once), and
+//! is tried again: writing on at once
 //! would take the room each compression makes, and leave the worker none
 //! for the next, so that only deleting could make room. The write deletes
 //! nothing itself unless the worker made no progress for a second (it is
