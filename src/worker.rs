@@ -67,7 +67,7 @@ pub struct Policy {
     pub on_rotate: Option<String>,
     /// `--on-full prune`: the worker's side of the pruner. It holds the
     /// pruner's lock while it works on a segment, and makes room for a
-    /// compression that does not fit by deleting older segments.
+    /// compression that does not fit by deleting the oldest segment.
     pub prune: Option<Pruner>,
 }
 
