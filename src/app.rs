@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::notify::{Notify, Pausing};
 use crate::numbering::Numbering;
 use crate::onfull::{Condition, OnFull};
+use crate::prune::Pruner;
 use crate::reader::{Input, LineReader};
 use crate::signals::Signals;
 use crate::sink::Sink;
@@ -28,7 +29,7 @@ use crate::sys::{self, Dir, Kind};
 use crate::target::Target;
 use crate::tee::Tee;
 use crate::wait;
-use crate::worker::Worker;
+use crate::worker::{Policy, Worker};
 
 /// The pipe size asked for when standard input is a pipe: the largest an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
@@ -49,6 +50,8 @@ pub fn run(config: Config) -> Result<()> {
         dir_mode,
         sink: options,
         on_full,
+        prune_keep,
+        owner,
         worker: policy,
         clock,
         stamper,
@@ -60,6 +63,9 @@ pub fn run(config: Config) -> Result<()> {
     let metrics = metrics
         .map(|options| Metrics::prepare(&options, &target.active()))
         .transpose()?;
+    if let Some(owner) = owner {
+        crate::owner::set(owner);
+    }
     let stage = filter
         .is_used()
         .then(|| Stage::new(&filter, 1 + routes.len()))
@@ -67,27 +73,43 @@ pub fn run(config: Config) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let signals = Rc::new(Signals::install()?);
     let notify = Rc::new(Notify::from_env(ready_fd));
+    let pausing = || -> Rc<Pausing> {
+        Rc::new(Pausing {
+            signals: signals.clone(),
+            notify: notify.clone(),
+        })
+    };
     // The main target first, then the routed ones: each its own directory,
     // lock, numbering and sink, opened before anything is read.
     let mut opened = Vec::new();
     for target in std::iter::once(target).chain(routes) {
-        let on_full = match on_full {
-            cli::OnFull::Block => OnFull::block(Rc::new(Pausing {
-                signals: signals.clone(),
-                notify: notify.clone(),
-            })),
-            cli::OnFull::Drop => OnFull::drop_input(),
+        // With --on-full prune, one pruner per target, for its sink and
+        // its worker, sharing one lock.
+        let pruner = (on_full == cli::OnFull::Prune)
+            .then(|| Pruner::new(target.name.clone(), prune_keep, policy.gzip.is_some()));
+        let on_full = match (on_full, &pruner) {
+            (cli::OnFull::Drop, _) => OnFull::drop_input(),
+            (_, Some(pruner)) => OnFull::prune(pausing(), pruner.clone()),
+            (_, None) => OnFull::block(pausing()),
         };
         let (sink, dir) = open(target.clone(), dir_mode, &options, on_full, clock.now())?;
-        opened.push((sink, target, dir));
+        opened.push((sink, target, dir, pruner));
     }
     let metrics = metrics.map(Metrics::start).transpose()?;
     notify.ready()?;
     let mut sinks = Vec::new();
     let mut workers = Vec::new();
-    for (sink, target, dir) in opened {
+    for (sink, target, dir, prune) in opened {
         sinks.push(sink);
-        workers.push(Worker::start(target, dir, policy.clone())?);
+        let policy = Policy {
+            prune: prune.clone(),
+            ..policy.clone()
+        };
+        let worker = Worker::start(target, dir, policy)?;
+        if let Some(pruner) = prune {
+            pruner.connect(worker.queue());
+        }
+        workers.push(worker);
     }
     let mut out = Output {
         count: metrics.is_some(),
@@ -138,12 +160,14 @@ fn open(
     on_full: OnFull,
     now: Timestamp,
 ) -> Result<(Sink, Arc<Dir>)> {
+    let existed = target.dir.is_dir();
     target.create_dir(dir_mode)?;
     let dir = Arc::new(
         Dir::open(&target.dir)
             .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
     );
     refuse_special_active(&dir, &target)?;
+    say_other_owners(&dir, &target, existed);
     let lock = lock::acquire(&dir, &target, options.mode)?;
     let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
     let sink = Sink::open(
@@ -171,6 +195,45 @@ fn refuse_special_active(dir: &Dir, target: &Target) -> Result<()> {
         Some(meta) if meta.kind != Kind::Regular => Err(sys::refused(meta.kind))
             .with_context(|| format!("unable to open {}", path.display())),
         _ => Ok(()),
+    }
+}
+
+/// With `--owner`, says once which of the files logpipe would have
+/// created exist already with another owner or group (they are left as
+/// they are): the directory, if it was there, the active file, the lock
+/// and the state file.
+fn say_other_owners(dir: &Dir, target: &Target, dir_existed: bool) {
+    let Some(owner) = crate::owner::get() else {
+        return;
+    };
+    let differs = |meta: &sys::Meta| {
+        owner.uid.is_some_and(|uid| uid != meta.uid) || owner.gid.is_some_and(|gid| gid != meta.gid)
+    };
+    let mut others = Vec::new();
+    if dir_existed
+        && let Ok(meta) = dir.meta()
+        && differs(&meta)
+    {
+        others.push(format!(
+            "{} ({}:{})",
+            target.dir.display(),
+            meta.uid,
+            meta.gid
+        ));
+    }
+    for name in [target.name.clone(), target.lock_name(), target.state_name()] {
+        if let Ok(Some(meta)) = dir.stat(&name)
+            && differs(&meta)
+        {
+            let path = target.path_of(&name);
+            others.push(format!("{} ({}:{})", path.display(), meta.uid, meta.gid));
+        }
+    }
+    if !others.is_empty() {
+        crate::info!(
+            "--owner {owner} applies to what logpipe creates; these exist with another owner and are left as they are: {}",
+            others.join(", ")
+        );
     }
 }
 

@@ -152,11 +152,16 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
-    /// While writes fail: block, or drop input.
+    /// While writes fail: block, drop input, or prune.
     ///
     /// `block` pauses reading, so the producer waits, and resumes where it
     /// stopped; `drop` discards input, counts it, and writes a marker line
-    /// when writes work again, so the producer never waits.
+    /// when writes work again, so the producer never waits; `prune`, when
+    /// a write fails for lack of space (ENOSPC, EDQUOT), deletes this
+    /// target's oldest finished segments one at a time, compressed or
+    /// waiting for compression, retrying after each, until the write
+    /// succeeds or only --prune-keep segments are left, then blocks. One
+    /// line on stderr says what was deleted once writes work again.
     #[arg(
         long,
         value_name = "POLICY",
@@ -263,6 +268,28 @@ pub struct Args {
     /// A whole number of s, m, h or d.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
+
+    /// Owner of created files: USER, USER:GROUP, :GROUP.
+    ///
+    /// Every file and directory logpipe creates (the active file, segments,
+    /// their compressed copies, the lock and state files, directories) is
+    /// given to USER and GROUP through its descriptor right after it is
+    /// created; nothing that exists is changed. `:GROUP` alone changes the
+    /// group only (a user may give its files to a group it is a member
+    /// of); `USER:` takes the user's login group. Names are looked up in
+    /// /etc/passwd and /etc/group (not through NSS); numeric ids always
+    /// work. Only root may give files to another user: running logpipe as
+    /// that user is simpler, and safer.
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = crate::owner::parse_arg)]
+    pub owner: Option<crate::owner::Owner>,
+
+    /// Segments --on-full prune never deletes.
+    ///
+    /// With --on-full prune, the number of finished segments (the newest)
+    /// that are kept when the disk is full; once only they are left,
+    /// logpipe pauses as `block` does.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u64))]
+    pub prune_keep: u64,
 
     /// Do not write records matching REGEX (repeatable).
     ///
@@ -408,6 +435,8 @@ pub enum OnFull {
     Block,
     /// Discard and count; the producer never waits.
     Drop,
+    /// Delete the oldest finished segments, then block.
+    Prune,
 }
 
 /// When the active file is fsynced, beyond what the worker does for every

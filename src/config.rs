@@ -35,6 +35,10 @@ pub struct Config {
     pub sink: Options,
     /// What happens while writes fail.
     pub on_full: OnFull,
+    /// `--prune-keep`: segments `--on-full prune` leaves.
+    pub prune_keep: u64,
+    /// `--owner`: who created files and directories are given to.
+    pub owner: Option<crate::owner::Owner>,
     /// What happens to finished segments.
     pub worker: Policy,
     /// The source of `now`: the system clock, or `--debug-clock`.
@@ -77,6 +81,8 @@ impl Config {
                 dir_mode: args.dir_mode,
             },
             on_full: args.on_full,
+            prune_keep: args.prune_keep,
+            owner: args.owner,
             worker: Policy {
                 gzip: (args.compress == Compress::Gzip).then_some(args.level),
                 mode: args.mode,
@@ -86,6 +92,8 @@ impl Config {
                     max_total: args.max_total,
                 },
                 on_rotate: args.on_rotate,
+                // Made by `app::run`, with the main thread's side.
+                prune: None,
             },
             clock: args.debug_clock.map_or(Clock::System, Clock::Manual),
             stamper: args

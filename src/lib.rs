@@ -33,6 +33,8 @@ pub mod naming;
 pub mod notify;
 pub mod numbering;
 pub mod onfull;
+pub mod owner;
+pub mod prune;
 pub mod reader;
 pub mod retention;
 pub mod rules;

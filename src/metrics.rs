@@ -76,6 +76,8 @@ struct Counters {
     backlog_bytes: AtomicU64,
     dropped_lines: AtomicU64,
     dropped_bytes: AtomicU64,
+    pruned_segments: AtomicU64,
+    pruned_bytes: AtomicU64,
     write_errors: AtomicU64,
     hook_failures: AtomicU64,
     active_bytes: AtomicU64,
@@ -97,6 +99,8 @@ static COUNTERS: Counters = Counters {
     backlog_bytes: AtomicU64::new(0),
     dropped_lines: AtomicU64::new(0),
     dropped_bytes: AtomicU64::new(0),
+    pruned_segments: AtomicU64::new(0),
+    pruned_bytes: AtomicU64::new(0),
     write_errors: AtomicU64::new(0),
     hook_failures: AtomicU64::new(0),
     active_bytes: AtomicU64::new(0),
@@ -198,6 +202,12 @@ pub fn dropped(lines: u64, bytes: u64) {
     COUNTERS.dropped_bytes.fetch_add(bytes, Relaxed);
 }
 
+/// A segment of `bytes` was deleted to make room (`--on-full prune`).
+pub fn pruned(bytes: u64) {
+    COUNTERS.pruned_segments.fetch_add(1, Relaxed);
+    COUNTERS.pruned_bytes.fetch_add(bytes, Relaxed);
+}
+
 /// The line stage's counts went from `before` to `after`.
 pub fn line_stage(before: crate::filter::Counts, after: crate::filter::Counts) {
     let c = &COUNTERS;
@@ -259,6 +269,8 @@ pub struct Snapshot {
     pub paused_seconds: f64,
     pub dropped_lines: u64,
     pub dropped_bytes: u64,
+    pub pruned_segments: u64,
+    pub pruned_bytes: u64,
     pub write_errors: u64,
     pub hook_failures: u64,
     pub active_bytes: u64,
@@ -292,6 +304,8 @@ impl Snapshot {
             paused_seconds,
             dropped_lines: c.dropped_lines.load(Relaxed),
             dropped_bytes: c.dropped_bytes.load(Relaxed),
+            pruned_segments: c.pruned_segments.load(Relaxed),
+            pruned_bytes: c.pruned_bytes.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
             hook_failures: c.hook_failures.load(Relaxed),
             active_bytes: c.active_bytes.load(Relaxed),
@@ -399,6 +413,18 @@ impl Snapshot {
             "counter",
             "Bytes dropped while writes failed (--on-full drop).",
             &one(self.dropped_bytes),
+        );
+        metric(
+            "logpipe_pruned_segments_total",
+            "counter",
+            "Finished segments deleted to make room on a full disk (--on-full prune).",
+            &one(self.pruned_segments),
+        );
+        metric(
+            "logpipe_pruned_bytes_total",
+            "counter",
+            "Bytes of the segments deleted to make room (--on-full prune).",
+            &one(self.pruned_bytes),
         );
         metric(
             "logpipe_write_errors_total",
@@ -708,6 +734,6 @@ mod tests {
             }
         }
         assert!(text.contains(&format!("logpipe_records_routed_total{{{target}}} 7\n")));
-        assert_eq!(names, 21);
+        assert_eq!(names, 23);
     }
 }

@@ -288,11 +288,11 @@ fn check_ours(file: &File) -> io::Result<()> {
             meta.nlink
         )));
     }
-    if meta.uid != sys::euid() {
+    if !sys::is_our_uid(meta.uid) {
         return Err(io::Error::other(format!(
-            "owned by uid {}, not by uid {} that logpipe runs as",
+            "owned by uid {}, not by {}",
             meta.uid,
-            sys::euid()
+            sys::our_uids()
         )));
     }
     Ok(())

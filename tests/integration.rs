@@ -11,6 +11,8 @@ mod hostile;
 mod memory;
 mod metrics;
 mod naming;
+mod owner;
+mod prune;
 mod ready;
 mod retention;
 mod rootsafe;
