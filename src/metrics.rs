@@ -19,7 +19,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::sys::{Access, Dir};
+use crate::sys::Dir;
 
 /// Permission bits of the metrics file: node_exporter often runs as
 /// another user, and nothing in it is secret beyond the target's path.
@@ -663,30 +663,8 @@ impl Writer {
 
     /// The temporary, written whole, then renamed over the final name.
     fn replace(&self, text: &[u8]) -> io::Result<()> {
-        let mut file = match self
-            .dir
-            .create_new(&self.temp, FILE_MODE, Access::ReadWrite)
-        {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Left by a crash: ours to replace, and only if ours.
-                if !self.dir.remove_ours(&self.temp)? {
-                    return Err(io::Error::other(format!(
-                        "{} is in the way and is not a file logpipe made",
-                        self.dir.display(&self.temp).display()
-                    )));
-                }
-                self.dir
-                    .create_new(&self.temp, FILE_MODE, Access::ReadWrite)?
-            }
-            result => result?,
-        };
-        let written = file.write_all(text);
-        drop(file);
-        if let Err(e) = written.and_then(|()| self.dir.rename(&self.temp, &self.name)) {
-            let _ = self.dir.remove_ours(&self.temp);
-            return Err(e);
-        }
-        Ok(())
+        self.dir
+            .replace(&self.name, &self.temp, FILE_MODE, text, false)
     }
 }
 

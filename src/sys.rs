@@ -22,7 +22,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -484,6 +484,39 @@ impl Dir {
             }
             size *= 4;
         }
+    }
+
+    /// Replaces `name` whole with `text`: written to the new file `temp`
+    /// (with `mode`), fsynced if `sync`, then renamed over `name`, so that
+    /// a reader or a crash sees the old text or the new one. A `temp` left
+    /// by a crash is removed first if it is logpipe's own; anything else
+    /// there is an error naming it. For logpipe's own files only (the
+    /// rename replaces whatever has the name, a symbolic link included,
+    /// without following it).
+    pub fn replace(
+        &self,
+        name: &OsStr,
+        temp: &OsStr,
+        mode: u32,
+        text: &[u8],
+        sync: bool,
+    ) -> io::Result<()> {
+        if !self.remove_ours(temp)? && self.stat(temp)?.is_some() {
+            return Err(io::Error::other(format!(
+                "{} is in the way and is not a file logpipe made",
+                self.display(temp).display()
+            )));
+        }
+        let mut file = self.create_new(temp, mode, Access::ReadWrite)?;
+        let written = file
+            .write_all(text)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        drop(file);
+        if let Err(e) = written.and_then(|()| self.rename(temp, name)) {
+            let _ = self.remove_ours(temp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Makes the directory's entries (renames, new names) durable.
