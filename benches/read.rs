@@ -14,18 +14,20 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[path = "common/scratch.rs"]
+mod scratch;
 #[path = "common/stats.rs"]
 mod stats;
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use corpus::Corpus;
+use scratch::{env_number, generate, hex};
 use stats::median;
 
 const LOGPIPE: &str = env!("CARGO_BIN_EXE_logpipe");
@@ -161,36 +163,4 @@ fn reader(program: &str, args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(File::create("/dev/null").expect("/dev/null"));
     command
-}
-
-/// Writes `bytes` of corpus to `path`; returns its sha256.
-fn generate(path: &Path, bytes: u64) -> String {
-    let mut file = File::create(path).expect("create the corpus");
-    let mut corpus = Corpus::new(0x5eed);
-    let mut hasher = Sha256::new();
-    let mut buf = Vec::with_capacity(6 << 20);
-    let mut written = 0;
-    while written < bytes {
-        buf.clear();
-        corpus.fill(&mut buf, (4usize << 20).min((bytes - written) as usize));
-        file.write_all(&buf).expect("write the corpus");
-        hasher.update(&buf);
-        written += buf.len() as u64;
-    }
-    hex(&hasher.finalize())
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-    .max(1)
 }

@@ -14,11 +14,13 @@ use memchr::memchr;
 use crate::cli;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::filter::Stage;
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::notify::{Notify, Pausing};
 use crate::numbering::Numbering;
-use crate::onfull::OnFull;
+use crate::onfull::{Condition, OnFull};
+use crate::prune::Pruner;
 use crate::reader::{Input, LineReader};
 use crate::signals::Signals;
 use crate::sink::Sink;
@@ -27,7 +29,7 @@ use crate::sys::{self, Dir, Kind};
 use crate::target::Target;
 use crate::tee::Tee;
 use crate::wait;
-use crate::worker::Worker;
+use crate::worker::{Policy, Worker};
 
 /// The pipe size asked for when standard input is a pipe: the largest an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
@@ -43,9 +45,13 @@ const MAX_WAIT_MS: i64 = 1000;
 pub fn run(config: Config) -> Result<()> {
     let Config {
         target,
+        routes,
+        filter,
         dir_mode,
         sink: options,
         on_full,
+        prune_keep,
+        owner,
         worker: policy,
         clock,
         stamper,
@@ -57,41 +63,59 @@ pub fn run(config: Config) -> Result<()> {
     let metrics = metrics
         .map(|options| Metrics::prepare(&options, &target.active()))
         .transpose()?;
-    target.create_dir(dir_mode)?;
-    // The directory is opened once, here: a symlinked TARGET directory is
-    // resolved now, and every file below is named relative to it.
-    let dir = Arc::new(
-        Dir::open(&target.dir)
-            .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
-    );
-    refuse_special_active(&dir, &target)?;
-    let lock = lock::acquire(&dir, &target, options.mode)?;
-    let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
+    if let Some(owner) = owner {
+        crate::owner::set(owner);
+    }
+    let stage = filter
+        .is_used()
+        .then(|| Stage::new(&filter, 1 + routes.len()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let signals = Rc::new(Signals::install()?);
     let notify = Rc::new(Notify::from_env(ready_fd));
-    let on_full = match on_full {
-        cli::OnFull::Block => OnFull::block(Rc::new(Pausing {
+    let pausing = || -> Rc<Pausing> {
+        Rc::new(Pausing {
             signals: signals.clone(),
             notify: notify.clone(),
-        })),
-        cli::OnFull::Drop => OnFull::drop_input(),
+        })
     };
-    let sink = Sink::open(
-        dir.clone(),
-        target.clone(),
-        lock,
-        numbering,
-        options,
-        on_full,
-        clock.now(),
-    )?;
+    // The main target first, then the routed ones: each its own directory,
+    // lock, numbering and sink, opened before anything is read.
+    let mut opened = Vec::new();
+    for target in std::iter::once(target).chain(routes) {
+        // With --on-full prune, one pruner per target, for its sink and
+        // its worker, sharing one lock.
+        let pruner = (on_full == cli::OnFull::Prune)
+            .then(|| Pruner::new(target.name.clone(), prune_keep, policy.gzip.is_some()));
+        let on_full = match (on_full, &pruner) {
+            (cli::OnFull::Drop, _) => OnFull::drop_input(),
+            (_, Some(pruner)) => OnFull::prune(pausing(), pruner.clone()),
+            (_, None) => OnFull::block(pausing()),
+        };
+        let (sink, dir) = open(target.clone(), dir_mode, &options, on_full, clock.now())?;
+        opened.push((sink, target, dir, pruner));
+    }
     let metrics = metrics.map(Metrics::start).transpose()?;
     notify.ready()?;
-    let worker = Worker::start(target, dir, policy)?;
+    let mut sinks = Vec::new();
+    let mut workers = Vec::new();
+    for (sink, target, dir, prune) in opened {
+        sinks.push(sink);
+        let policy = Policy {
+            prune: prune.clone(),
+            ..policy.clone()
+        };
+        let worker = Worker::start(target, dir, policy)?;
+        if let Some(pruner) = prune {
+            pruner.connect(worker.queue());
+        }
+        workers.push(worker);
+    }
     let mut out = Output {
         count: metrics.is_some(),
         clock,
-        sink,
+        sinks,
+        stage,
         stamper,
         tee: Tee::new(tee),
         signals,
@@ -99,25 +123,63 @@ pub fn run(config: Config) -> Result<()> {
     let stdin = stdin_file()?;
     enlarge_pipe(&stdin);
 
-    let pumped = pump(&stdin, &mut out, &worker, &notify);
+    let pumped = pump(&stdin, &mut out, &workers, &notify);
     notify.stopping();
     close_input(stdin);
     if let Err(e) = pumped {
         // What was written stays; make it durable before saying why not all.
-        out.sink.sync_now();
+        out.sinks.iter_mut().for_each(Sink::sync_now);
         if let Some(metrics) = metrics {
             metrics.finish();
         }
         return Err(e);
     }
-    hand_over(&mut out.sink, &worker);
-    let closed = out.sink.close(out.clock.now());
-    // What is left undone, the worker says itself.
-    let _ = worker.shutdown(shutdown_timeout);
+    let now = out.clock.now();
+    let mut closed = Ok(());
+    let deadline = std::time::Instant::now() + shutdown_timeout;
+    for (mut sink, worker) in out.sinks.into_iter().zip(workers) {
+        hand_over(&mut sink, &worker);
+        let result = sink.close(now);
+        // What is left undone, the worker says itself.
+        let _ = worker.shutdown(deadline.saturating_duration_since(std::time::Instant::now()));
+        closed = closed.and(result);
+    }
     if let Some(metrics) = metrics {
         metrics.finish();
     }
     closed
+}
+
+/// Opens one target for writing: its directory (made if missing, opened
+/// once: a symlinked directory is resolved now, and every file below is
+/// named relative to it), its lock, its numbering and its sink.
+fn open(
+    target: Target,
+    dir_mode: u32,
+    options: &crate::sink::Options,
+    on_full: OnFull,
+    now: Timestamp,
+) -> Result<(Sink, Arc<Dir>)> {
+    let existed = target.dir.is_dir();
+    target.create_dir(dir_mode)?;
+    let dir = Arc::new(
+        Dir::open(&target.dir)
+            .with_context(|| format!("unable to open directory {}", target.dir.display()))?,
+    );
+    refuse_special_active(&dir, &target)?;
+    say_other_owners(&dir, &target, existed);
+    let lock = lock::acquire(&dir, &target, options.mode)?;
+    let numbering = Numbering::load(dir.clone(), &target, options.mode)?;
+    let sink = Sink::open(
+        dir.clone(),
+        target,
+        lock,
+        numbering,
+        options.clone(),
+        on_full,
+        now,
+    )?;
+    Ok((sink, dir))
 }
 
 /// Refuses, before anything is created or read, an active file that
@@ -136,11 +198,52 @@ fn refuse_special_active(dir: &Dir, target: &Target) -> Result<()> {
     }
 }
 
-/// Where input goes: the clock that dates it, the active file, and the
-/// optional stamper and copy to standard output.
+/// With `--owner`, says once which of the files logpipe would have
+/// created exist already with another owner or group (they are left as
+/// they are): the directory, if it was there, the active file, the lock
+/// and the state file.
+fn say_other_owners(dir: &Dir, target: &Target, dir_existed: bool) {
+    let Some(owner) = crate::owner::get() else {
+        return;
+    };
+    let differs = |meta: &sys::Meta| {
+        owner.uid.is_some_and(|uid| uid != meta.uid) || owner.gid.is_some_and(|gid| gid != meta.gid)
+    };
+    let mut others = Vec::new();
+    if dir_existed
+        && let Ok(meta) = dir.meta()
+        && differs(&meta)
+    {
+        others.push(format!(
+            "{} ({}:{})",
+            target.dir.display(),
+            meta.uid,
+            meta.gid
+        ));
+    }
+    for name in [target.name.clone(), target.lock_name(), target.state_name()] {
+        if let Ok(Some(meta)) = dir.stat(&name)
+            && differs(&meta)
+        {
+            let path = target.path_of(&name);
+            others.push(format!("{} ({}:{})", path.display(), meta.uid, meta.gid));
+        }
+    }
+    if !others.is_empty() {
+        crate::info!(
+            "--owner {owner} applies to what logpipe creates; these exist with another owner and are left as they are: {}",
+            others.join(", ")
+        );
+    }
+}
+
+/// Where input goes: the clock that dates it, the line stage if any, the
+/// targets (the main one first), and the optional stamper and copy to
+/// standard output.
 struct Output {
     clock: Clock,
-    sink: Sink,
+    sinks: Vec<Sink>,
+    stage: Option<Stage>,
     stamper: Option<Stamper>,
     tee: Tee,
     signals: Rc<Signals>,
@@ -149,15 +252,52 @@ struct Output {
 }
 
 impl Output {
-    /// Writes one run of input to the active file (through the stamper when
-    /// timestamps are on), then copies it to standard output with `--tee`.
+    /// Writes one run of input to the active file (through the line stage
+    /// and the stamper when they are on), then copies it to standard output
+    /// with `--tee` (what the line stage kept, redacted, when it is on).
     fn write(&mut self, run: &[u8]) -> Result<()> {
         if self.count {
             crate::metrics::input(run);
         }
-        write_run(&mut self.clock, &mut self.sink, &mut self.stamper, run)?;
-        self.tee.copy(run, &self.signals);
+        let Output {
+            clock,
+            sinks,
+            stage,
+            stamper,
+            tee,
+            signals,
+            ..
+        } = self;
+        match stage {
+            None => {
+                write_run(clock, sinks, stamper, run, |sinks, stamper, now, bytes| {
+                    write_lines(now, &mut sinks[0], stamper, bytes)
+                })?;
+                tee.copy(run, signals);
+            }
+            Some(stage) => {
+                write_run(clock, sinks, stamper, run, |sinks, stamper, now, bytes| {
+                    let before = stage.counts();
+                    let result = stage.process(bytes, |target, kept| {
+                        tee.copy(kept, signals);
+                        write_lines(now, &mut sinks[target], stamper, kept)
+                    });
+                    crate::metrics::line_stage(before, stage.counts());
+                    result
+                })?;
+            }
+        }
         Ok(())
+    }
+
+    /// What the sinks do, the worst first: paused, dropping, writing.
+    fn condition(&self) -> Condition {
+        let conditions = self.sinks.iter().map(Sink::condition);
+        conditions
+            .clone()
+            .find(|c| *c == Condition::Paused)
+            .or_else(|| conditions.clone().find(|c| *c == Condition::Dropping))
+            .unwrap_or(Condition::Writing)
     }
 }
 
@@ -166,24 +306,29 @@ impl Output {
 /// One loop, one deadline, after s6-log: each pass reads the clock once,
 /// acts on signals and due rotations, then waits for input, a signal or
 /// the next boundary, whichever comes first.
-fn pump(stdin: &File, out: &mut Output, worker: &Worker, notify: &Notify) -> Result<()> {
+fn pump(stdin: &File, out: &mut Output, workers: &[Worker], notify: &Notify) -> Result<()> {
     let mut reader = LineReader::new(stdin);
     loop {
-        worker.check();
-        notify.tick(out.sink.condition());
+        workers.iter().for_each(Worker::check);
+        notify.tick(out.condition());
         let now = out.clock.now();
-        if out.signals.take_roll() {
-            out.sink.ask_roll();
+        let roll = out.signals.take_roll();
+        let reopen = out.signals.take_reopen();
+        for (sink, worker) in out.sinks.iter_mut().zip(workers) {
+            if roll {
+                sink.ask_roll();
+            }
+            if reopen {
+                sink.ask_reopen();
+            }
+            sink.tick(now)?;
+            hand_over(sink, worker);
         }
-        if out.signals.take_reopen() {
-            out.sink.ask_reopen();
-        }
-        out.sink.tick(now)?;
-        hand_over(&mut out.sink, worker);
         if out.signals.stop_asked() {
             return write_available(stdin, &mut reader, out);
         }
-        let timeout = notify.cap_wait(wait_ms(now, out.sink.wake_at()));
+        let wake_at = out.sinks.iter().filter_map(Sink::wake_at).min();
+        let timeout = notify.cap_wait(wait_ms(now, wake_at));
         // After end of input, only what the reader holds is left: no wait
         // (a terminal is not readable again after its ^D was read).
         let ready = if reader.at_end() {
@@ -265,19 +410,21 @@ fn wait_ms(now: Timestamp, wake_at: Option<Timestamp>) -> i32 {
     ms.clamp(0, MAX_WAIT_MS) as i32
 }
 
-/// Writes one run of input, through the stamper when timestamps are on.
+/// Writes one run of input through `deliver` (to the main target, or
+/// through the line stage).
 ///
 /// With a manual clock, the control lines that move it are taken out of
 /// the run, and due rotations happen at each move, so that tests can place
 /// a boundary between any two lines.
 fn write_run(
     clock: &mut Clock,
-    sink: &mut Sink,
+    sinks: &mut [Sink],
     stamper: &mut Option<Stamper>,
     run: &[u8],
+    mut deliver: impl FnMut(&mut [Sink], &mut Option<Stamper>, Timestamp, &[u8]) -> Result<()>,
 ) -> Result<()> {
     if !clock.is_manual() {
-        return write_lines(clock.now(), sink, stamper, run);
+        return deliver(sinks, stamper, clock.now(), run);
     }
     let (mut pos, mut unwritten) = (0, 0);
     while pos < run.len() {
@@ -286,13 +433,20 @@ fn write_run(
         // The lines before a control line were read before the clock moved.
         let before = clock.now();
         if clock.control(line.strip_suffix(b"\n").unwrap_or(line)) {
-            write_lines(before, sink, stamper, &run[unwritten..pos])?;
-            sink.tick(clock.now())?;
+            if pos > unwritten {
+                deliver(sinks, stamper, before, &run[unwritten..pos])?;
+            }
+            for sink in sinks.iter_mut() {
+                sink.tick(clock.now())?;
+            }
             unwritten = end;
         }
         pos = end;
     }
-    write_lines(clock.now(), sink, stamper, &run[unwritten..])
+    if run.len() > unwritten {
+        deliver(sinks, stamper, clock.now(), &run[unwritten..])?;
+    }
+    Ok(())
 }
 
 fn write_lines(

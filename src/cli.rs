@@ -152,11 +152,16 @@ pub struct Args {
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub debug_clock: Option<jiff::Timestamp>,
 
-    /// While writes fail: block, or drop input.
+    /// While writes fail: block, drop input, or prune.
     ///
     /// `block` pauses reading, so the producer waits, and resumes where it
     /// stopped; `drop` discards input, counts it, and writes a marker line
-    /// when writes work again, so the producer never waits.
+    /// when writes work again, so the producer never waits; `prune`, when
+    /// a write fails for lack of space (ENOSPC, EDQUOT), deletes this
+    /// target's oldest finished segments one at a time, compressed or
+    /// waiting for compression, retrying after each, until the write
+    /// succeeds or only --prune-keep segments are left, then blocks. One
+    /// line on stderr says what was deleted once writes work again.
     #[arg(
         long,
         value_name = "POLICY",
@@ -264,6 +269,70 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration, requires = "metrics")]
     pub metrics_interval: Duration,
 
+    /// Owner of created files: USER, USER:GROUP, :GROUP.
+    ///
+    /// Every file and directory logpipe creates (the active file, segments,
+    /// their compressed copies, the lock and state files, directories) is
+    /// given to USER and GROUP through its descriptor right after it is
+    /// created; nothing that exists is changed. `:GROUP` alone changes the
+    /// group only (a user may give its files to a group it is a member
+    /// of); `USER:` takes the user's login group. Names are looked up in
+    /// /etc/passwd and /etc/group (not through NSS); numeric ids always
+    /// work. Only root may give files to another user: running logpipe as
+    /// that user is simpler, and safer.
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = crate::owner::parse_arg)]
+    pub owner: Option<crate::owner::Owner>,
+
+    /// Segments --on-full prune never deletes.
+    ///
+    /// With --on-full prune, the number of finished segments (the newest)
+    /// that are kept when the disk is full; once only they are left,
+    /// logpipe pauses as `block` does.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u64))]
+    pub prune_keep: u64,
+
+    /// Do not write records matching REGEX (repeatable).
+    ///
+    /// A record is a line and its continuation lines (--continuation); it
+    /// is dropped when its first line matches any --drop pattern. Patterns
+    /// are byte regexes (Rust's regex syntax) matched against each line
+    /// without its newline: `^` and `$` are the line's ends; `\w`, `\d`
+    /// and `\s` are ASCII and `.` matches any byte unless `(?u)` turns
+    /// Unicode on. A --drop pattern wins over --route.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub drop: Vec<String>,
+
+    /// Send records matching REGEX to TARGET (repeatable).
+    ///
+    /// The first --route whose pattern matches a record's first line
+    /// takes the record, continuation lines included. TARGET is a target
+    /// as the main one (a directory, or an active file), written with the
+    /// same options: its own lock, state, numbering, compression and
+    /// retention. The pattern ends at the last `=`.
+    #[arg(long, value_name = "REGEX=TARGET", value_parser = parse_route)]
+    pub route: Vec<(String, PathBuf)>,
+
+    /// Redact matches of REGEX or preset @NAME.
+    ///
+    /// Each match becomes `[REDACTED]`. Repeatable; in every target, before anything is written. A pattern
+    /// with a group named `secret` replaces only that group
+    /// (`password=(?P<secret>\S+)` keeps `password=`). Presets:
+    /// @credentials (key=value and JSON), @auth (Authorization headers,
+    /// bearer tokens), @private-key (PEM blocks, over several lines too),
+    /// @card (card numbers that pass the Luhn check); the README lists
+    /// their patterns.
+    #[arg(long, value_name = "REGEX|@NAME", value_parser = parse_redact)]
+    pub redact: Vec<String>,
+
+    /// Lines matching REGEX belong to the record before them.
+    ///
+    /// For multi-line records such as tracebacks: `^\s` takes indented
+    /// lines (Python's `  File ...`, Java's `\tat ...`). They follow the line
+    /// that began the record to its target, or are dropped with it, even
+    /// when they arrive later.
+    #[arg(long, value_name = "REGEX", value_parser = parse_pattern)]
+    pub continuation: Option<String>,
+
     /// Print the target's lines in order, then exit.
     ///
     /// Finished segments in (date, N) order, decompressed, each once (from
@@ -283,7 +352,7 @@ pub struct Args {
     #[arg(long, group = "reading")]
     pub follow: bool,
 
-    /// With --read or --follow: skip segments dated before DATE.
+    /// Reading: skip segments dated before DATE.
     ///
     /// DATE is YYYY-MM-DD, compared with the date in segment names; whole
     /// segments are skipped without being opened. The active file counts
@@ -291,7 +360,7 @@ pub struct Args {
     #[arg(long, value_name = "DATE", requires = "reading")]
     pub since: Option<jiff::civil::Date>,
 
-    /// With --read: skip segments dated after DATE.
+    /// Reading: skip segments dated after DATE.
     ///
     /// As --since; the active file counts as today's.
     #[arg(
@@ -302,7 +371,7 @@ pub struct Args {
     )]
     pub until: Option<jiff::civil::Date>,
 
-    /// With --read or --follow: resume after the line recorded in FILE.
+    /// Reading: resume after the line saved in FILE.
     ///
     /// FILE records where the last line written to standard output ends
     /// (segment and offset), replaced atomically at most once a second and
@@ -366,6 +435,8 @@ pub enum OnFull {
     Block,
     /// Discard and count; the producer never waits.
     Drop,
+    /// Delete the oldest finished segments, then block.
+    Prune,
 }
 
 /// When the active file is fsynced, beyond what the worker does for every
@@ -410,6 +481,31 @@ fn parse_ready_fd(text: &str) -> Result<i32, String> {
         Ok(fd) if fd >= 3 => Ok(fd),
         _ => Err("expected a descriptor number of 3 or more".into()),
     }
+}
+
+/// Checks a pattern of the line stage: it must compile.
+fn parse_pattern(text: &str) -> Result<String, String> {
+    crate::filter::compile(text)?;
+    Ok(text.to_string())
+}
+
+/// Splits `REGEX=TARGET` at its last `=` and checks the pattern.
+fn parse_route(text: &str) -> Result<(String, PathBuf), String> {
+    let Some((pattern, target)) = text.rsplit_once('=') else {
+        return Err("expected REGEX=TARGET".into());
+    };
+    if target.is_empty() {
+        return Err("expected a TARGET after the last '='".into());
+    }
+    Ok((parse_pattern(pattern)?, PathBuf::from(target)))
+}
+
+/// Checks a `--redact` value: a pattern, or the name of a preset.
+fn parse_redact(text: &str) -> Result<String, String> {
+    for pattern in crate::filter::redact::patterns(text)? {
+        parse_pattern(&pattern)?;
+    }
+    Ok(text.to_string())
 }
 
 /// Checks an active file name given with `--name`: one path component.

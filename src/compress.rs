@@ -71,7 +71,7 @@ pub enum Plan {
 pub fn not_ours(meta: &Meta) -> Option<String> {
     if meta.kind != Kind::Regular {
         Some(sys::refused(meta.kind).to_string())
-    } else if meta.uid != sys::euid() {
+    } else if !sys::is_our_uid(meta.uid) {
         Some(format!("is owned by user {}, not by logpipe's", meta.uid))
     } else if meta.nlink != 1 {
         Some(format!("has {} names (hard links)", meta.nlink))
@@ -84,7 +84,7 @@ pub fn not_ours(meta: &Meta) -> Option<String> {
 /// link-then-unlink rename leaves it: the same regular file of logpipe's
 /// user, with exactly these two names.
 fn is_second_name(temp: &Meta, gz: &Meta) -> bool {
-    temp.same_file(gz) && temp.kind == Kind::Regular && temp.uid == sys::euid() && temp.nlink == 2
+    temp.same_file(gz) && temp.kind == Kind::Regular && sys::is_our_uid(temp.uid) && temp.nlink == 2
 }
 
 /// Decides what to do with a segment from what `fstatat` found at its
@@ -419,6 +419,7 @@ mod tests {
             len: 10,
             nlink,
             uid,
+            gid: 0,
             dev: 1,
             ino,
             modified: SystemTime::UNIX_EPOCH,

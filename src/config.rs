@@ -24,12 +24,21 @@ use crate::worker::Policy;
 pub struct Config {
     /// Where the files live.
     pub target: Target,
+    /// The targets of `--route`, each once, in the order first named; the
+    /// line stage's target 1 is the first of them (0 is `target`).
+    pub routes: Vec<Target>,
+    /// `--drop`, `--route`, `--redact`, `--continuation`.
+    pub filter: crate::filter::Options,
     /// Permission bits of directories logpipe creates.
     pub dir_mode: u32,
     /// How the active file is written and rolled.
     pub sink: Options,
     /// What happens while writes fail.
     pub on_full: OnFull,
+    /// `--prune-keep`: segments `--on-full prune` leaves.
+    pub prune_keep: u64,
+    /// `--owner`: who created files and directories are given to.
+    pub owner: Option<crate::owner::Owner>,
     /// What happens to finished segments.
     pub worker: Policy,
     /// The source of `now`: the system clock, or `--debug-clock`.
@@ -47,8 +56,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration for `args` on the resolved `target`.
-    pub fn new(args: Args, target: Target) -> Config {
+    /// The configuration for `args` on the resolved `target`, with the
+    /// routed targets and line stage from [`line_stage`].
+    pub fn new(
+        args: Args,
+        target: Target,
+        (routes, filter): (Vec<Target>, crate::filter::Options),
+    ) -> Config {
         let tz = if args.utc {
             TimeZone::UTC
         } else {
@@ -56,6 +70,8 @@ impl Config {
         };
         Config {
             target,
+            routes,
+            filter,
             dir_mode: args.dir_mode,
             sink: Options {
                 size: args.size,
@@ -65,6 +81,8 @@ impl Config {
                 dir_mode: args.dir_mode,
             },
             on_full: args.on_full,
+            prune_keep: args.prune_keep,
+            owner: args.owner,
             worker: Policy {
                 gzip: (args.compress == Compress::Gzip).then_some(args.level),
                 mode: args.mode,
@@ -74,6 +92,8 @@ impl Config {
                     max_total: args.max_total,
                 },
                 on_rotate: args.on_rotate,
+                // Made by `app::run`, with the main thread's side.
+                prune: None,
             },
             clock: args.debug_clock.map_or(Clock::System, Clock::Manual),
             stamper: args
@@ -88,4 +108,43 @@ impl Config {
             ready_fd: args.ready_fd,
         }
     }
+}
+
+/// The targets of `--route` and the line stage's options: each routed
+/// TARGET resolved as the main one is, each distinct target once. A route
+/// to the main target, or a routed target whose name leaves no room for a
+/// segment suffix, is refused (exit 2, before anything is touched).
+pub fn line_stage(
+    args: &Args,
+    main: &Target,
+) -> Result<(Vec<Target>, crate::filter::Options), String> {
+    let key = |t: &Target| t.active().components().collect::<std::path::PathBuf>();
+    let mut routes: Vec<Target> = Vec::new();
+    let mut route_patterns = Vec::new();
+    for (pattern, path) in &args.route {
+        let target = Target::resolve(path, None)
+            .map_err(|e| format!("--route {pattern}={}: {e}", path.display()))?;
+        target.check_name_fits()?;
+        if key(&target) == key(main) {
+            return Err(format!(
+                "--route {pattern}={}: that is the main target; a route needs a target of its own",
+                path.display()
+            ));
+        }
+        let index = match routes.iter().position(|t| key(t) == key(&target)) {
+            Some(i) => i,
+            None => {
+                routes.push(target);
+                routes.len() - 1
+            }
+        };
+        route_patterns.push((pattern.clone(), index + 1));
+    }
+    let filter = crate::filter::Options {
+        drop: args.drop.clone(),
+        routes: route_patterns,
+        redact: args.redact.clone(),
+        continuation: args.continuation.clone(),
+    };
+    Ok((routes, filter))
 }

@@ -43,12 +43,12 @@ pub fn acquire(dir: &Dir, target: &Target, mode: u32) -> Result<Lock> {
                 meta.nlink
             );
         }
-        if meta.uid != sys::euid() {
+        if !sys::is_our_uid(meta.uid) {
             bail!(
-                "unable to lock {}: owned by uid {}, not by uid {} that logpipe runs as; remove it if it is a leftover",
+                "unable to lock {}: owned by uid {}, not by {}; remove it if it is a leftover",
                 path.display(),
                 meta.uid,
-                sys::euid()
+                sys::our_uids()
             );
         }
     }

@@ -37,7 +37,19 @@ fn main() -> ExitCode {
     if let Err(e) = target.check_name_fits() {
         Args::command().error(ErrorKind::InvalidValue, e).exit();
     }
-    outcome(logpipe::app::run(Config::new(args, target)))
+    if matches.value_source("prune_keep") == Some(clap::parser::ValueSource::CommandLine)
+        && args.on_full != logpipe::cli::OnFull::Prune
+    {
+        let why = "--prune-keep only applies with --on-full prune";
+        Args::command()
+            .error(ErrorKind::ArgumentConflict, why)
+            .exit();
+    }
+    let stage = match logpipe::config::line_stage(&args, &target) {
+        Ok(stage) => stage,
+        Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
+    };
+    outcome(logpipe::app::run(Config::new(args, target, stage)))
 }
 
 /// What `--read` and `--follow` need from the command line.

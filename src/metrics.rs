@@ -19,7 +19,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::sys::{Access, Dir};
+use crate::sys::Dir;
 
 /// Permission bits of the metrics file: node_exporter often runs as
 /// another user, and nothing in it is secret beyond the target's path.
@@ -76,11 +76,16 @@ struct Counters {
     backlog_bytes: AtomicU64,
     dropped_lines: AtomicU64,
     dropped_bytes: AtomicU64,
+    pruned_segments: AtomicU64,
+    pruned_bytes: AtomicU64,
     write_errors: AtomicU64,
     hook_failures: AtomicU64,
     active_bytes: AtomicU64,
     /// Unix time of the last rotation, in milliseconds; 0 before any.
     last_rotation_ms: AtomicU64,
+    records_dropped: AtomicU64,
+    records_routed: AtomicU64,
+    lines_redacted: AtomicU64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -94,10 +99,15 @@ static COUNTERS: Counters = Counters {
     backlog_bytes: AtomicU64::new(0),
     dropped_lines: AtomicU64::new(0),
     dropped_bytes: AtomicU64::new(0),
+    pruned_segments: AtomicU64::new(0),
+    pruned_bytes: AtomicU64::new(0),
     write_errors: AtomicU64::new(0),
     hook_failures: AtomicU64::new(0),
     active_bytes: AtomicU64::new(0),
     last_rotation_ms: AtomicU64::new(0),
+    records_dropped: AtomicU64::new(0),
+    records_routed: AtomicU64::new(0),
+    lines_redacted: AtomicU64::new(0),
 };
 
 /// Time spent paused: since when, if now, and the total of past pauses.
@@ -192,6 +202,23 @@ pub fn dropped(lines: u64, bytes: u64) {
     COUNTERS.dropped_bytes.fetch_add(bytes, Relaxed);
 }
 
+/// A segment of `bytes` was deleted to make room (`--on-full prune`).
+pub fn pruned(bytes: u64) {
+    COUNTERS.pruned_segments.fetch_add(1, Relaxed);
+    COUNTERS.pruned_bytes.fetch_add(bytes, Relaxed);
+}
+
+/// The line stage's counts went from `before` to `after`.
+pub fn line_stage(before: crate::filter::Counts, after: crate::filter::Counts) {
+    let c = &COUNTERS;
+    c.records_dropped
+        .fetch_add(after.dropped - before.dropped, Relaxed);
+    c.records_routed
+        .fetch_add(after.routed - before.routed, Relaxed);
+    c.lines_redacted
+        .fetch_add(after.redacted - before.redacted, Relaxed);
+}
+
 /// A write, rename or open in the target directory failed.
 pub fn write_error() {
     COUNTERS.write_errors.fetch_add(1, Relaxed);
@@ -242,11 +269,16 @@ pub struct Snapshot {
     pub paused_seconds: f64,
     pub dropped_lines: u64,
     pub dropped_bytes: u64,
+    pub pruned_segments: u64,
+    pub pruned_bytes: u64,
     pub write_errors: u64,
     pub hook_failures: u64,
     pub active_bytes: u64,
     /// Unix time, seconds; 0 before any rotation.
     pub last_rotation: f64,
+    pub records_dropped: u64,
+    pub records_routed: u64,
+    pub lines_redacted: u64,
     pub start_time: f64,
 }
 
@@ -272,10 +304,15 @@ impl Snapshot {
             paused_seconds,
             dropped_lines: c.dropped_lines.load(Relaxed),
             dropped_bytes: c.dropped_bytes.load(Relaxed),
+            pruned_segments: c.pruned_segments.load(Relaxed),
+            pruned_bytes: c.pruned_bytes.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
             hook_failures: c.hook_failures.load(Relaxed),
             active_bytes: c.active_bytes.load(Relaxed),
             last_rotation: c.last_rotation_ms.load(Relaxed) as f64 / 1000.0,
+            records_dropped: c.records_dropped.load(Relaxed),
+            records_routed: c.records_routed.load(Relaxed),
+            lines_redacted: c.lines_redacted.load(Relaxed),
             start_time,
         }
     }
@@ -378,6 +415,18 @@ impl Snapshot {
             &one(self.dropped_bytes),
         );
         metric(
+            "logpipe_pruned_segments_total",
+            "counter",
+            "Finished segments deleted to make room on a full disk (--on-full prune).",
+            &one(self.pruned_segments),
+        );
+        metric(
+            "logpipe_pruned_bytes_total",
+            "counter",
+            "Bytes of the segments deleted to make room (--on-full prune).",
+            &one(self.pruned_bytes),
+        );
+        metric(
             "logpipe_write_errors_total",
             "counter",
             "Failed attempts to write, roll or reopen the active file.",
@@ -400,6 +449,24 @@ impl Snapshot {
             "gauge",
             "Unix time of the last rotation in this run (0 before any).",
             &[("", format!("{:.3}", self.last_rotation))],
+        );
+        metric(
+            "logpipe_records_dropped_total",
+            "counter",
+            "Records not written because they matched --drop.",
+            &one(self.records_dropped),
+        );
+        metric(
+            "logpipe_records_routed_total",
+            "counter",
+            "Records sent to a --route target.",
+            &one(self.records_routed),
+        );
+        metric(
+            "logpipe_lines_redacted_total",
+            "counter",
+            "Lines written with at least one --redact replacement.",
+            &one(self.lines_redacted),
         );
         metric(
             "logpipe_start_time_seconds",
@@ -596,30 +663,8 @@ impl Writer {
 
     /// The temporary, written whole, then renamed over the final name.
     fn replace(&self, text: &[u8]) -> io::Result<()> {
-        let mut file = match self
-            .dir
-            .create_new(&self.temp, FILE_MODE, Access::ReadWrite)
-        {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Left by a crash: ours to replace, and only if ours.
-                if !self.dir.remove_ours(&self.temp)? {
-                    return Err(io::Error::other(format!(
-                        "{} is in the way and is not a file logpipe made",
-                        self.dir.display(&self.temp).display()
-                    )));
-                }
-                self.dir
-                    .create_new(&self.temp, FILE_MODE, Access::ReadWrite)?
-            }
-            result => result?,
-        };
-        let written = file.write_all(text);
-        drop(file);
-        if let Err(e) = written.and_then(|()| self.dir.rename(&self.temp, &self.name)) {
-            let _ = self.dir.remove_ours(&self.temp);
-            return Err(e);
-        }
-        Ok(())
+        self.dir
+            .replace(&self.name, &self.temp, FILE_MODE, text, false)
     }
 }
 
@@ -642,6 +687,7 @@ mod tests {
             paused: true,
             paused_seconds: 1.5,
             start_time: 1_800_000_000.25,
+            records_routed: 7,
             ..Snapshot::default()
         };
         let text = snapshot.render("/l/\"q\"\n");
@@ -665,6 +711,7 @@ mod tests {
                 assert!(line.contains(target), "{line}");
             }
         }
-        assert_eq!(names, 18);
+        assert!(text.contains(&format!("logpipe_records_routed_total{{{target}}} 7\n")));
+        assert_eq!(names, 23);
     }
 }

@@ -264,17 +264,13 @@ impl Numbering {
         Ok(())
     }
 
-    /// Replaces the state file atomically: a new temporary (never one that
-    /// exists: a stale one of ours is removed first, anything else there
-    /// makes this fail), then a rename over the state file, which is ours.
+    /// Replaces the state file atomically, through `.<active>.state.tmp`
+    /// (never one that exists: a stale one of ours is removed first,
+    /// anything else there makes this fail).
     fn replace(&self, text: &[u8]) -> io::Result<()> {
         let mut tmp = self.name.clone();
         tmp.push(".tmp");
-        self.dir.remove_ours(&tmp)?;
-        let mut file = self.dir.create_new(&tmp, self.mode, Access::ReadWrite)?;
-        file.write_all(text)?;
-        drop(file);
-        self.dir.rename(&tmp, &self.name)
+        self.dir.replace(&self.name, &tmp, self.mode, text, false)
     }
 }
 
@@ -288,11 +284,11 @@ fn check_ours(file: &File) -> io::Result<()> {
             meta.nlink
         )));
     }
-    if meta.uid != sys::euid() {
+    if !sys::is_our_uid(meta.uid) {
         return Err(io::Error::other(format!(
-            "owned by uid {}, not by uid {} that logpipe runs as",
+            "owned by uid {}, not by {}",
             meta.uid,
-            sys::euid()
+            sys::our_uids()
         )));
     }
     Ok(())

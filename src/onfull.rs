@@ -1,6 +1,8 @@
 //! What happens while writes fail (`--on-full`): pause and retry, so
-//! back-pressure reaches the producer through the pipe (`block`), or
-//! discard and count, so the producer never waits (`drop`).
+//! back-pressure reaches the producer through the pipe (`block`); delete
+//! the oldest finished segments to make room, then pause (`prune`, see
+//! [`crate::prune`]); or discard and count, so the producer never waits
+//! (`drop`).
 //!
 //! Some failures are not a full disk and no wait would cure them: a name
 //! too long for the filesystem, no segment number left, a file planted
@@ -12,8 +14,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::backoff;
+use crate::naming::SegmentId;
 use crate::numbering::NoNumberLeft;
-use crate::sys::Refused;
+use crate::owner::NotGiven;
+use crate::prune::{self, Pruner};
+use crate::sys::{Dir, Refused};
 
 /// How a blocking sink waits between attempts. The main loop's signals
 /// provide it, so that SIGTERM cuts a wait short.
@@ -25,9 +30,12 @@ pub trait Pause: std::fmt::Debug {
 /// The policy and its state.
 #[derive(Debug)]
 pub enum OnFull {
-    /// Pause and retry, from exactly where the write stopped.
+    /// Pause and retry, from exactly where the write stopped; with a
+    /// pruner (`--on-full prune`), first make room while a lack of space
+    /// is why, and segments are left to delete.
     Block {
         pauser: Rc<dyn Pause>,
+        prune: Option<Pruner>,
         /// Since when, and how long the next wait is, while writes fail.
         pausing: Option<(Instant, Duration)>,
         /// Asked to stop while writes were failing: one last attempt was
@@ -86,6 +94,17 @@ impl OnFull {
     pub fn block(pauser: Rc<dyn Pause>) -> OnFull {
         OnFull::Block {
             pauser,
+            prune: None,
+            pausing: None,
+            stopping: false,
+        }
+    }
+
+    /// `--on-full prune`: `block`, after making room with `pruner`.
+    pub fn prune(pauser: Rc<dyn Pause>, pruner: Pruner) -> OnFull {
+        OnFull::Block {
+            pauser,
+            prune: Some(pruner),
             pausing: None,
             stopping: false,
         }
@@ -103,17 +122,28 @@ impl OnFull {
         matches!(self, OnFull::Drop { .. })
     }
 
-    /// After a failed operation: with `block`, says so once, waits (1 s,
-    /// doubling up to 30 s) and asks for a retry; after a stop was asked
-    /// for, allows one last attempt. With `drop`, or for an error no wait
-    /// can cure, gives up.
-    pub fn after_failure(&mut self, e: &anyhow::Error) -> Next {
+    /// After a failed operation in `dir`: with `prune` and a lack of
+    /// space, deletes the oldest segment and asks for a retry at once;
+    /// with `block` (or `prune` when no segment is left to delete), says
+    /// so once, waits (1 s, doubling up to 30 s) and asks for a retry;
+    /// after a stop was asked for, allows one last attempt. With `drop`,
+    /// or for an error no wait can cure, gives up.
+    ///
+    /// `finished` are the segments the sink finished and has not handed to
+    /// the worker yet ([`Pruner::make_room`] may).
+    pub fn after_failure(
+        &mut self,
+        e: &anyhow::Error,
+        dir: &Dir,
+        finished: &mut Vec<SegmentId>,
+    ) -> Next {
         crate::metrics::write_error();
         if is_permanent(e) {
             return Next::Fail;
         }
         let OnFull::Block {
             pauser,
+            prune,
             pausing,
             stopping,
         } = self
@@ -122,6 +152,17 @@ impl OnFull {
         };
         if *stopping {
             return Next::Fail;
+        }
+        if let Some(pruner) = prune
+            && prune::is_no_space(e)
+        {
+            match pruner.make_room(dir, finished) {
+                Ok(true) => return Next::Retry,
+                Ok(false) => {}
+                Err(why) => {
+                    crate::warning!("unable to make room in {}: {why}", dir.path().display())
+                }
+            }
         }
         let (since, wait) = *pausing.get_or_insert_with(|| {
             crate::warning!("pausing: {e:#}");
@@ -141,6 +182,13 @@ impl OnFull {
     /// `what` names the file, and is called only then: this runs after
     /// every write.
     pub fn after_success(&mut self, what: impl FnOnce() -> std::path::PathBuf) {
+        if let OnFull::Block {
+            prune: Some(pruner),
+            ..
+        } = self
+        {
+            pruner.report();
+        }
         if let OnFull::Block { pausing, .. } = self
             && let Some((since, _)) = pausing.take()
         {
@@ -229,15 +277,15 @@ impl OnFull {
 /// must write.
 pub fn is_permanent(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        if cause.is::<NoNumberLeft>() || cause.is::<Refused>() {
+        if cause.is::<NoNumberLeft>() || cause.is::<Refused>() || cause.is::<NotGiven>() {
             return true;
         }
         let Some(io) = cause.downcast_ref::<io::Error>() else {
             return false;
         };
         io.raw_os_error() == Some(libc::ENAMETOOLONG)
-            || io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<Refused>() || inner.is::<NoNumberLeft>())
+            || io.get_ref().is_some_and(|inner| {
+                inner.is::<Refused>() || inner.is::<NoNumberLeft>() || inner.is::<NotGiven>()
+            })
     })
 }

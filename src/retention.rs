@@ -241,6 +241,7 @@ mod tests {
             len,
             nlink: 1,
             uid,
+            gid: 0,
             dev: 1,
             ino: len,
             modified: finished,

@@ -22,7 +22,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,7 @@ pub struct Meta {
     pub len: u64,
     pub nlink: u64,
     pub uid: u32,
+    pub gid: u32,
     pub dev: u64,
     pub ino: u64,
     pub modified: SystemTime,
@@ -100,6 +101,7 @@ impl Meta {
             len: st.st_size.max(0) as u64,
             nlink: st.st_nlink,
             uid: st.st_uid,
+            gid: st.st_gid,
             dev: st.st_dev,
             ino: st.st_ino,
             modified,
@@ -107,11 +109,11 @@ impl Meta {
     }
 
     /// Whether logpipe may treat this file as one it made: a regular file,
-    /// owned by the user logpipe runs as, with no other name. Only such a
-    /// file is ever removed (stale temporaries, retention, a duplicate
-    /// plain segment).
+    /// owned by the user logpipe runs as (or the one `--owner` gives files
+    /// to), with no other name. Only such a file is ever removed (stale
+    /// temporaries, retention, a duplicate plain segment).
     pub fn is_ours(&self) -> bool {
-        self.kind == Kind::Regular && self.uid == euid() && self.nlink == 1
+        self.kind == Kind::Regular && is_our_uid(self.uid) && self.nlink == 1
     }
 
     /// Whether two metas describe the same inode.
@@ -123,6 +125,97 @@ impl Meta {
 /// The effective user id logpipe runs as.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+/// Whether files owned by `uid` may be logpipe's own: the user it runs as,
+/// or the user `--owner` gives the files it creates to.
+pub fn is_our_uid(uid: u32) -> bool {
+    uid == euid() || crate::owner::get().and_then(|o| o.uid) == Some(uid)
+}
+
+/// Who logpipe's own files belong to, for messages: `uid 0 that logpipe
+/// runs as`, and the `--owner` user if there is one.
+pub fn our_uids() -> String {
+    match crate::owner::get().and_then(|o| o.uid) {
+        Some(uid) if uid != euid() => {
+            format!(
+                "uid {} that logpipe runs as or uid {uid} of --owner",
+                euid()
+            )
+        }
+        _ => format!("uid {} that logpipe runs as", euid()),
+    }
+}
+
+/// Gives a file or directory logpipe has just created to the `--owner`
+/// user and group, through its descriptor. Nothing to do without
+/// `--owner`.
+fn give(fd: &impl AsFd) -> io::Result<()> {
+    let Some(owner) = crate::owner::get() else {
+        return Ok(());
+    };
+    let uid = owner.uid.map(rustix::fs::Uid::from_raw);
+    let gid = owner.gid.map(rustix::fs::Gid::from_raw);
+    match rustix::fs::fchown(fd, uid, gid) {
+        Ok(()) => Ok(()),
+        // Not allowed, or an id the kernel cannot map: no wait cures it.
+        Err(e @ (rustix::io::Errno::PERM | rustix::io::Errno::INVAL)) => {
+            Err(io::Error::other(crate::owner::NotGiven {
+                owner: owner.to_string(),
+                error: e.into(),
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the directory `path` and its missing parents with `mode` (the
+/// umask applies, as for `mkdir`), and gives each directory it creates to
+/// the `--owner` user and group.
+///
+/// It walks down from the first component, one directory descriptor at a
+/// time: an existing component is opened as it is (a symbolic link there,
+/// like `/var/log` pointing elsewhere, is followed, as `mkdir -p` does),
+/// but one this call created is opened with `O_NOFOLLOW` and given away
+/// only if it is a directory of logpipe's user: a link swapped in for it
+/// is never followed, and nothing else is ever chowned.
+pub fn make_dirs(path: &Path, mode: u32) -> io::Result<()> {
+    use std::path::Component;
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut at = rustix::fs::open(
+        start,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for component in path.components() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::ParentDir => OsStr::new(".."),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        let created = match rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let nofollow = if created {
+            OFlags::NOFOLLOW
+        } else {
+            OFlags::empty()
+        };
+        let next = rustix::fs::openat(
+            &at,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | nofollow,
+            Mode::empty(),
+        )
+        .map_err(symlink_error)?;
+        if created && rustix::fs::fstat(&next)?.st_uid == euid() {
+            give(&next)?;
+        }
+        at = next;
+    }
+    Ok(())
 }
 
 /// A file refused for its kind: a symbolic link, or not a regular file.
@@ -193,6 +286,11 @@ impl Dir {
         self.path.join(name)
     }
 
+    /// `fstat` of the directory itself.
+    pub fn meta(&self) -> io::Result<Meta> {
+        meta(&self.fd)
+    }
+
     /// Whether the directory was removed since it was opened (its link
     /// count drops to zero).
     pub fn is_removed(&self) -> io::Result<bool> {
@@ -251,8 +349,19 @@ impl Dir {
             Mode::from_raw_mode(mode),
         )?;
         // The umask applied at creation; the file is new and ours, so its
-        // bits are set exactly through the descriptor.
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        // bits are set exactly through the descriptor, and so is its owner.
+        let given = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .map_err(io::Error::from)
+            .and_then(|()| give(&fd));
+        if let Err(e) = given {
+            // Not left behind under the wrong owner, for a retry to find
+            // and take as it is.
+            let meta = meta(&fd)?;
+            if self.stat(name)?.is_some_and(|now| now.same_file(&meta)) {
+                let _ = self.unlink(name);
+            }
+            return Err(e);
+        }
         Ok(File::from(fd))
     }
 
@@ -375,6 +484,39 @@ impl Dir {
             }
             size *= 4;
         }
+    }
+
+    /// Replaces `name` whole with `text`: written to the new file `temp`
+    /// (with `mode`), fsynced if `sync`, then renamed over `name`, so that
+    /// a reader or a crash sees the old text or the new one. A `temp` left
+    /// by a crash is removed first if it is logpipe's own; anything else
+    /// there is an error naming it. For logpipe's own files only (the
+    /// rename replaces whatever has the name, a symbolic link included,
+    /// without following it).
+    pub fn replace(
+        &self,
+        name: &OsStr,
+        temp: &OsStr,
+        mode: u32,
+        text: &[u8],
+        sync: bool,
+    ) -> io::Result<()> {
+        if !self.remove_ours(temp)? && self.stat(temp)?.is_some() {
+            return Err(io::Error::other(format!(
+                "{} is in the way and is not a file logpipe made",
+                self.display(temp).display()
+            )));
+        }
+        let mut file = self.create_new(temp, mode, Access::ReadWrite)?;
+        let written = file
+            .write_all(text)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        drop(file);
+        if let Err(e) = written.and_then(|()| self.rename(temp, name)) {
+            let _ = self.remove_ours(temp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Makes the directory's entries (renames, new names) durable.

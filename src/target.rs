@@ -110,15 +110,12 @@ impl Target {
     }
 
     /// Creates the directory and its missing parents with `mode` (umask
-    /// applied).
+    /// applied), given to the `--owner` user and group
+    /// ([`crate::sys::make_dirs`]).
     pub fn create_dir(&self, mode: u32) -> anyhow::Result<()> {
         use anyhow::Context;
-        use std::os::unix::fs::DirBuilderExt;
         let dir = &self.dir;
-        let created = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(dir);
+        let created = crate::sys::make_dirs(dir, mode);
         // mkdir's EEXIST for an existing file would read as nonsense here.
         // (Rebuilding from components drops a trailing `/`, which makes
         // stat fail with ENOTDIR instead of seeing the file.)

@@ -49,6 +49,7 @@ use crate::gzip::Gzip;
 use crate::hooks::{self, Hooks};
 use crate::inventory::{self, Form};
 use crate::naming::SegmentId;
+use crate::prune::{self, Pruner};
 use crate::retention::{self, Retention};
 use crate::sys::{self, Access, Dir};
 use crate::target::Target;
@@ -64,6 +65,10 @@ pub struct Policy {
     /// A shell command run with each finished segment's path as its last
     /// argument.
     pub on_rotate: Option<String>,
+    /// `--on-full prune`: the worker's side of the pruner. It holds the
+    /// pruner's lock while it works on a segment, and makes room for a
+    /// compression that does not fit by deleting the oldest segment.
+    pub prune: Option<Pruner>,
 }
 
 /// How [`Worker::shutdown`] ended.
@@ -215,10 +220,14 @@ impl Worker {
     /// Queues a segment the main loop has just finished. Never waits for
     /// the disk: the lock is held by the worker only for bookkeeping.
     pub fn finished(&self, id: SegmentId) {
-        let mut status = self.shared.lock();
-        status.queue.push_back(id);
-        status.unsynced.push(id);
-        self.shared.changed.notify_all();
+        self.queue().finished(id);
+    }
+
+    /// A handle on the worker's queue, for `--on-full prune`: a write that
+    /// waits for compressions to make room first hands over the segments
+    /// it finished itself, since the main loop cannot until it returns.
+    pub fn queue(&self) -> Queue {
+        Queue(self.shared.clone())
     }
 
     /// The target directory was removed and made again: use `dir` from
@@ -354,6 +363,20 @@ impl Worker {
             left.running = hooks.running;
         }
         left
+    }
+}
+
+/// The worker's queue, as [`Worker::queue`] hands it out.
+#[derive(Debug, Clone)]
+pub struct Queue(Arc<Shared>);
+
+impl Queue {
+    /// Queues a finished segment, as [`Worker::finished`].
+    pub fn finished(&self, id: SegmentId) {
+        let mut status = self.0.lock();
+        status.queue.push_back(id);
+        status.unsynced.push(id);
+        self.0.changed.notify_all();
     }
 }
 
@@ -655,15 +678,43 @@ impl State {
         };
         let name = self.segment_name(id);
         let len = self.dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
+        // With --on-full prune, the main thread deletes no segment while
+        // this one is worked on (see `prune`).
+        let lock = self.policy.prune.clone();
+        let held = lock.as_ref().map(Pruner::hold);
+        let mut prune = self.policy.prune.clone();
         let result = match self.policy.gzip {
-            Some(level) => {
+            Some(level) => loop {
                 // Made at the first segment to compress, then kept for all.
                 let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
                 let name = &self.target.name;
-                compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit)
-            }
+                let result =
+                    compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit);
+                // No room for the compressed copy: the oldest segment goes.
+                match (&result, &mut prune) {
+                    (Err(e), Some(pruner)) if prune::is_no_space(e) => {
+                        match pruner.prune_for_compression(&self.dir) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(why) => crate::warning!(
+                                "unable to make room in {}: {why}",
+                                self.dir.path().display()
+                            ),
+                        }
+                    }
+                    _ => {}
+                }
+                break result;
+            },
             None => self.check_plain(id),
         };
+        drop(held);
+        if let Some(pruner) = &mut prune {
+            pruner.report();
+            if result.is_ok() {
+                pruner.advanced();
+            }
+        }
         // Diagnostics first, never under the lock: a write to a stalled
         // stderr must not hold up the main loop's `finished`.
         let hook = match result {

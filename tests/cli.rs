@@ -23,6 +23,10 @@ fn usage_errors_exit_2_and_create_nothing() {
         ),
         (&["--size", "-1", "out/"], "unexpected argument '-1'"),
         (
+            &["--prune-keep", "3", "out/"],
+            "--prune-keep only applies with --on-full prune",
+        ),
+        (
             &["--size", "1.5M", "out/"],
             "invalid value '1.5M' for '--size <SIZE>'",
         ),

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use crate::util::{TestEnv, ensure_program, require_root, sha};
 
 /// Numbered lines of 46 bytes, `count` of them from `first`.
-fn numbered(first: u64, count: u64) -> Vec<u8> {
+pub(crate) fn numbered(first: u64, count: u64) -> Vec<u8> {
     (first..first + count)
         .flat_map(|i| format!("line {i:012} padding padding padding pad\n").into_bytes())
         .collect()
 }
 
 /// Why the tests that make a real full disk need root.
-const TMPFS: &str = "it mounts a small tmpfs to make a real full disk";
+pub(crate) const TMPFS: &str = "it mounts a small tmpfs to make a real full disk";
 /// Why the tests that make the target directory read-only need root.
 const IMMUTABLE: &str =
     "it makes the target directory immutable (chattr +i), which root's writes cannot pass either";
@@ -61,7 +61,7 @@ pub(crate) fn nearly_full_disk(test: &str) -> (TestEnv, Tmpfs, PathBuf) {
 
 /// Fills the file system holding `dir` but for about `leave` bytes, with
 /// a file `dir/filler`, and returns its path.
-fn fill(dir: &Path, leave: u64) -> PathBuf {
+pub(crate) fn fill(dir: &Path, leave: u64) -> PathBuf {
     let filler = dir.join("filler");
     let mut file = fs::File::create(&filler).unwrap();
     let block = vec![0u8; 4096];

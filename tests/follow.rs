@@ -194,10 +194,38 @@ fn read_gives_back_exactly_what_a_real_run_wrote() {
     let mut closed = input.clone();
     closed.push(b'\n');
     assert_eq!(sha(&stdout), sha(&closed));
-    // It writes nothing, so it works where it may not write.
-    let (code, stdout, _) = read(&env, &["--read", "--utc", "out/"]);
-    assert_eq!(code, Some(0));
+    // A copy elsewhere (new inodes, no lock held, read-only) reads the
+    // same, and the read leaves it exactly as it was.
+    fs::create_dir(env.path("copy")).unwrap();
+    for entry in fs::read_dir(env.path("out")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), env.path("copy").join(entry.file_name())).unwrap();
+    }
+    let snapshot = || {
+        let mut names: Vec<(String, u64)> = fs::read_dir(env.path("copy"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let before = snapshot();
+    let mode = |path: &str, bits| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(env.path(path), fs::Permissions::from_mode(bits)).unwrap();
+    };
+    mode("copy", 0o555);
+    let (code, stdout, stderr) = read(&env, &["--read", "--utc", "copy/"]);
+    mode("copy", 0o755);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
     assert_eq!(sha(&stdout), sha(&closed));
+    assert_eq!(snapshot(), before);
 }
 
 /// Follows a writer that rolls every 4 KiB, without compression so that

@@ -14,7 +14,7 @@ use crate::util::{TestEnv, clock_line, ensure_program, sha};
 
 /// The samples of a metrics file: `name{labels}` (without the `target`
 /// label, checked to be `target` on every line) to value.
-fn samples(path: &Path, target: &str) -> BTreeMap<String, String> {
+pub(crate) fn samples(path: &Path, target: &str) -> BTreeMap<String, String> {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let label = format!("target=\"{target}\"");
     let mut out = BTreeMap::new();
@@ -121,6 +121,8 @@ fn values_are_exact_after_a_known_input() {
         ("logpipe_paused_seconds_total", "0.000"),
         ("logpipe_dropped_lines_total", "0"),
         ("logpipe_dropped_bytes_total", "0"),
+        ("logpipe_pruned_segments_total", "0"),
+        ("logpipe_pruned_bytes_total", "0"),
         ("logpipe_write_errors_total", "0"),
         ("logpipe_hook_failures_total", "0"),
         ("logpipe_active_file_bytes", "64"),

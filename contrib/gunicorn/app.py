@@ -2,6 +2,9 @@
 
 Run it with run.sh, or: gunicorn app:app
 
+GET /boom fails with ZeroDivisionError, which gunicorn logs with its
+traceback (and answers 500); every other path is answered the same way.
+
 Every response carries an X-Request-Id header, "<worker pid>-<n>", where n
 counts that worker's requests from 1; an access log format with
 %({x-request-id}o)s puts it in each access line.
@@ -26,6 +29,11 @@ _counter_fd = None  # opened in the worker, after the fork
 
 def app(environ, start_response):
     global _served, _counter_fd
+    path = environ.get("PATH_INFO", "/")
+    if path == "/boom":
+        # An error with a traceback in gunicorn's error log: what the
+        # line stage example routes to its own target, traceback included.
+        return [str(1 // 0).encode()]
     _served += 1
     request_id = "%d-%d" % (os.getpid(), _served)
     body = ("hello from logpipe, request %s\n" % request_id).encode()

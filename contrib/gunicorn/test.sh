@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the gunicorn recipe: real gunicorn (4 sync workers)
 # under load from real wrk, its logs through logpipe (--size 64K, gzip), then
-# a graceful stop. Three ways of running it:
+# a graceful stop. Four ways of running it:
 #   one    run.sh, access and error log in one logpipe; SIGTERM to run.sh
 #          (what a supervisor sends), which passes it to gunicorn's master
 #   split  run.sh with SPLIT=1, a logpipe for each log; SIGHUP to run.sh
@@ -9,8 +9,11 @@
 #          gunicorn's master
 #   pipe   the README's one-liner, gunicorn ... 2>&1 | logpipe ...; SIGTERM
 #          to gunicorn's master
-# Each checks: every request the application answered (app.py appends its
-# request id to COUNTER_FILE) has exactly one access line, and there is no
+#   filter the README's line stage example (drop, route with tracebacks,
+#          redact) against requests of each kind; see filter_case
+# Each of the first three checks: every request the application answered
+# (app.py appends its request id to COUNTER_FILE) has exactly one access
+# line, and there is no
 # other access line; each worker's lines are in its order; every line is
 # whole (an access line or a gunicorn error log line); gunicorn's last line
 # ("Shutting down: Master") was kept and is the last; several segments,
@@ -186,9 +189,123 @@ EOF
     case_dir=
 }
 
+# The line stage example of the README: one stream, health checks
+# dropped, errors with their tracebacks routed to their own target,
+# credentials and bearer tokens redacted. A client makes requests of each
+# kind; the check reads every segment of both targets.
+filter_case() {
+    case_dir=$tmp/filter error_dir=$tmp/filter/logs/app
+    local logs=$case_dir/logs
+    mkdir -p "$case_dir"
+    cp "$recipe/app.py" "$case_dir/"
+    cd "$case_dir"
+    # The access format with the Authorization header, as some set it up.
+    export LOGDIR=$logs LOGPIPE=$logpipe FORMAT='%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%({authorization}i)s"'
+    # shellcheck disable=SC2016 # expanded by that bash
+    setsid bash -c 'gunicorn -w 2 -b 127.0.0.1:0 --access-logformat "$FORMAT" \
+        --access-logfile - --error-logfile - app:app 2>&1 |
+        "$LOGPIPE" --size 4K --drop "GET /healthz" \
+            --route "\[ERROR\]=$LOGDIR/errors/" \
+            --continuation "^(\s|Traceback |\w+(Error|Exception): )" \
+            --redact @credentials --redact @auth "$LOGDIR/app/"
+        echo "$?" >"$LOGDIR/logpipe.rc"' >run.out 2>run.err &
+    local leader=$!
+    group=$leader
+    cd "$repo"
+    local listen
+    ready() {
+        exited "$leader" && fail "filter: gunicorn did not start"
+        listen=$(grep -oE 'Listening at: http://127\.0\.0\.1:[0-9]+ \([0-9]+\)' "$logs/app/current" 2>/dev/null) &&
+            [ "$(grep -c 'Booting worker' "$logs/app/current")" -ge 2 ]
+    }
+    wait_for "gunicorn to listen with 2 workers" ready
+    local port master
+    port=$(sed -E 's/.*:([0-9]+) .*/\1/' <<<"$listen")
+    master=$(sed -E 's/.*\(([0-9]+)\)$/\1/' <<<"$listen")
+    python3 - "$port" >"$case_dir/client.out" <<'PY' || fail "filter: the client failed: $(cat "$case_dir/client.out")"
+import http.client, sys
+port = int(sys.argv[1])
+counts = {"/": 0, "/healthz": 0, "/login": 0, "/boom": 0}
+for i in range(600):
+    if i % 7 == 3:
+        path, headers = "/boom", {}
+    elif i % 5 == 1:
+        path, headers = "/login?user=u%d&password=hunter2-%d" % (i, i), {"Authorization": "Bearer tok-%d.sig" % i}
+    elif i % 3 == 0:
+        path, headers = "/healthz", {}
+    else:
+        path, headers = "/", {}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path, headers=headers)
+    conn.getresponse().read()
+    conn.close()
+    counts[path.split("?")[0]] += 1
+print(" ".join("%s=%d" % kv for kv in counts.items()))
+PY
+    kill -TERM "$master"
+    wait_for -t 60 "filter: the run to end after SIGTERM" exited "$leader"
+    wait "$leader" || fail "filter: the run exited with status $?"
+    group=
+    [ "$(cat "$logs/logpipe.rc")" = 0 ] || fail "filter: logpipe exited with status $(cat "$logs/logpipe.rc")"
+    local result
+    result=$(python3 - "$logs" "$(cat "$case_dir/client.out")" <<'PY'
+import gzip, os, re, sys
+logs, counts = sys.argv[1], dict(kv.split("=") for kv in sys.argv[2].split())
+counts = {k: int(v) for k, v in counts.items()}
+
+def content(target):
+    name = re.compile(r"^current\.(\d{4}-\d{2}-\d{2})\.(\d+)(\.gz)?$")
+    segs = []
+    for f in os.listdir(target):
+        m = name.match(f)
+        if m:
+            segs.append(((m.group(1), int(m.group(2))), f))
+    data = b""
+    for _, f in sorted(segs):
+        path = os.path.join(target, f)
+        data += gzip.open(path).read() if f.endswith(".gz") else open(path, "rb").read()
+    return data + open(os.path.join(target, "current"), "rb").read(), len(segs)
+
+def fail(why):
+    print("FAIL " + why)
+    sys.exit(1)
+
+app, app_segs = content(os.path.join(logs, "app"))
+errors, error_segs = content(os.path.join(logs, "errors"))
+for secret in (b"hunter2", b"tok-"):
+    if secret in app or secret in errors:
+        fail("%s reached the disk" % secret.decode())
+app_lines = app.decode().splitlines()
+if any("/healthz" in l for l in app_lines):
+    fail("a health check was written")
+if any(l.startswith(("Traceback", " ")) or "Error handling request" in l for l in app_lines):
+    fail("a traceback line is in the main target")
+root = sum(1 for l in app_lines if '"GET / HTTP/1.1" 200' in l)
+logins = sum(1 for l in app_lines if re.search(r'"GET /login\?user=u\d+&password=\[REDACTED\] HTTP/1\.1" 200 \d+ "Bearer \[REDACTED\]"$', l))
+if root != counts["/"] or logins != counts["/login"]:
+    fail("main target: %d of %d / lines, %d of %d redacted logins" % (root, counts["/"], logins, counts["/login"]))
+# The errors target: records of a first line, the traceback, the error.
+records = re.split(r"\n(?=\[\d{4}-\d{2}-\d{2} )", errors.decode().rstrip("\n"))
+booms = [r for r in records if "Error handling request /boom" in r]
+if len(booms) != counts["/boom"] or len(records) != len(booms):
+    fail("errors target: %d records, %d of %d /boom errors" % (len(records), len(booms), counts["/boom"]))
+for r in booms:
+    lines = r.split("\n")
+    if lines[1] != "Traceback (most recent call last):" or not lines[-1].startswith("ZeroDivisionError: "):
+        fail("a traceback is not whole: %r" % r)
+print("%d / and %d login lines (redacted) in %d segments; %d health checks dropped; %d tracebacks whole in %d segments of errors/"
+      % (root, logins, app_segs, counts["/healthz"], len(booms), error_segs))
+PY
+) || fail "filter: $result"
+    echo "ok filter: $result"
+    figures+=("filter $result")
+    case_dir=
+}
+
 run_case one
 run_case split
 run_case pipe
+filter_case
 
 summary=$(printf '%s; ' "${figures[@]}")
 echo "PASS $name: ${summary%; }"

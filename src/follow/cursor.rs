@@ -9,7 +9,7 @@
 //! last save are read again; none is missed.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,22 +107,11 @@ impl Cursor {
         if self.saved == Some(position) {
             return Ok(());
         }
-        self.replace(format!("{position}\n").as_bytes())
+        let text = format!("{position}\n");
+        self.dir
+            .replace(&self.name, &self.temp, MODE, text.as_bytes(), true)
             .with_context(|| format!("unable to write cursor {}", self.path.display()))?;
         self.saved = Some(position);
-        Ok(())
-    }
-
-    fn replace(&self, text: &[u8]) -> io::Result<()> {
-        // A temporary left by a kill is ours to remove, and only if ours.
-        self.dir.remove_ours(&self.temp)?;
-        let mut file = self.dir.create_new(&self.temp, MODE, Access::ReadWrite)?;
-        let written = file.write_all(text).and_then(|()| file.sync_data());
-        drop(file);
-        if let Err(e) = written.and_then(|()| self.dir.rename(&self.temp, &self.name)) {
-            let _ = self.dir.remove_ours(&self.temp);
-            return Err(e);
-        }
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! were written, each once.
 //!
 //! The finished segments come first, in (date, N) order, each from its
-//! plain or its compressed file ([`source`]), then the active file. `--read`
+//! plain or its compressed file (`source.rs`), then the active file. `--read`
 //! stops there; `--follow` goes on reading the active file as it grows.
 //!
 //! What makes following exact where `tail -F` guesses: the active file is

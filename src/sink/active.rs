@@ -75,12 +75,12 @@ impl Active {
                 .with_context(context)?;
             meta = sys::meta(&file).with_context(context)?;
         }
-        if !created && meta.uid != sys::euid() {
+        if !created && !sys::is_our_uid(meta.uid) {
             crate::warning!(
-                "{} is owned by uid {}, not by uid {} that logpipe runs as; appending to it",
+                "{} is owned by uid {}, not by {}; appending to it",
                 path.display(),
                 meta.uid,
-                sys::euid()
+                sys::our_uids()
             );
         }
         let mid_line = ends_mid_line(&file, meta.len)

@@ -449,7 +449,14 @@ impl Sink {
 
     /// Ok to try again, or the error to give up with.
     fn after_failure(&mut self, e: anyhow::Error) -> Result<()> {
-        match self.on_full.after_failure(&e) {
+        // Segments finished in a directory made again wait for the main
+        // loop, which tells the worker of the new directory first.
+        let mut none = Vec::new();
+        let finished = match self.moved {
+            None => &mut self.finished,
+            Some(_) => &mut none,
+        };
+        match self.on_full.after_failure(&e, self.active.dir(), finished) {
             Next::Retry => Ok(()),
             Next::Fail => Err(e),
         }
