@@ -18,6 +18,7 @@ pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod codec;
 pub mod compress;
 pub mod config;
 pub mod diag;

@@ -26,7 +26,11 @@ fn main() -> ExitCode {
     if let Err(e) = target.check_name_fits() {
         Args::command().error(ErrorKind::InvalidValue, e).exit();
     }
-    match logpipe::app::run(Config::new(args, target)) {
+    let config = match Config::new(args, target) {
+        Ok(config) => config,
+        Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
+    };
+    match logpipe::app::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` puts the whole chain on one line: what failed, then why.

@@ -45,7 +45,7 @@ use anyhow::{Context, Result};
 
 use crate::backoff;
 use crate::compress::{self, Outcome};
-use crate::gzip::Gzip;
+use crate::codec::{Compressor, Method};
 use crate::hooks::{self, Hooks};
 use crate::inventory::{self, Form};
 use crate::naming::SegmentId;
@@ -56,8 +56,9 @@ use crate::target::Target;
 /// What happens to a finished segment.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// Gzip level (1..=9), or `None` for no compression.
-    pub gzip: Option<u32>,
+    /// The compression method and its level (checked against
+    /// [`Method::levels`]), or `None` for no compression.
+    pub compress: Option<(Method, u32)>,
     /// Permission bits of compressed files.
     pub mode: u32,
     pub retention: Retention,
@@ -164,7 +165,7 @@ impl Worker {
         // Recovery lists the directory before the main loop finishes any
         // segment, so that a plain segment it finds is one an earlier run
         // left, never one that the main loop is also about to send.
-        let queue = recover(&dir, &target.name, policy.gzip.is_some());
+        let queue = recover(&dir, &target.name, policy.compress.is_some());
         for id in &queue {
             let name = inventory::name(&target.name, *id, Form::Plain);
             let len = dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
@@ -177,7 +178,7 @@ impl Worker {
         });
         let shared = Arc::new(Shared::new(queue.into(), dir.clone()));
         let name = target.name.clone();
-        let compressing = policy.gzip.is_some();
+        let compressing = policy.compress.is_some();
         let retention = policy.retention.is_active();
         let state = State {
             shared: shared.clone(),
@@ -187,7 +188,7 @@ impl Worker {
             dir,
             policy,
             last_sync: Instant::now(),
-            gzip: None,
+            compressor: None,
             retry: None,
         };
         let thread = thread::Builder::new()
@@ -399,7 +400,7 @@ impl Left {
         }
         if let Some(path) = &self.committing {
             crate::warning!(
-                "{} was being renamed into place {after}: either it or its .gz is left; \
+                "{} was being renamed into place {after}: either it or its compressed form is left; \
                  if it is, the next start compresses it{}",
                 path.display(),
                 if hooked {
@@ -479,6 +480,17 @@ fn recover(dir: &Dir, name: &std::ffi::OsStr, compress: bool) -> Vec<SegmentId> 
     recovery.queue
 }
 
+/// The compressor in `slot`, made at the first segment to compress, then
+/// kept for all.
+fn made(slot: &mut Option<Compressor>, method: Method, level: u32) -> Result<&mut Compressor> {
+    if slot.is_none() {
+        let compressor = Compressor::new(method, level)
+            .with_context(|| format!("unable to start {} compression", method.name()))?;
+        *slot = Some(compressor);
+    }
+    Ok(slot.as_mut().expect("made above"))
+}
+
 /// The worker thread's own state.
 struct State {
     shared: Arc<Shared>,
@@ -491,7 +503,7 @@ struct State {
     /// When [`State::sync`] last synced a batch.
     last_sync: Instant,
     /// The compressor, made at the first segment to compress.
-    gzip: Option<Gzip>,
+    compressor: Option<Compressor>,
     /// After a failure: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
 }
@@ -600,7 +612,7 @@ impl State {
         // With compression on, the `.gz` is what gets synced, once it is
         // made; the plain segment only has its writeback started, so that a
         // backlog of segments is not written and waited for twice.
-        let sync_segments = self.policy.gzip.is_none();
+        let sync_segments = self.policy.compress.is_none();
         let mut names: Vec<(OsString, bool)> = ids
             .into_iter()
             .map(|id| (self.segment_name(id), sync_segments))
@@ -655,13 +667,14 @@ impl State {
         };
         let name = self.segment_name(id);
         let len = self.dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
-        let result = match self.policy.gzip {
-            Some(level) => {
-                // Made at the first segment to compress, then kept for all.
-                let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
-                let name = &self.target.name;
-                compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit)
-            }
+        let result = match self.policy.compress {
+            Some((method, level)) => match made(&mut self.compressor, method, level) {
+                Ok(compressor) => {
+                    let (name, mode) = (&self.target.name, self.policy.mode);
+                    compress::finish(&self.dir, name, id, compressor, mode, &mut commit)
+                }
+                Err(e) => Err(e),
+            },
             None => self.check_plain(id),
         };
         // Diagnostics first, never under the lock: a write to a stalled
@@ -704,7 +717,7 @@ impl State {
         // Popped and handed to the hook in one step under the lock, so that
         // a shutdown report counts it in exactly one place.
         status.queue.pop_front();
-        let compressed = self.policy.gzip.is_some() && matches!(result, Ok(Outcome::Done(_)));
+        let compressed = self.policy.compress.is_some() && matches!(result, Ok(Outcome::Done(_)));
         crate::metrics::dequeued(len, compressed, status.queue.is_empty());
         if let (Some(hooks), Some(name)) = (&self.hooks, hook) {
             hooks.push(self.path(&name));
@@ -802,7 +815,7 @@ mod tests {
 
     fn gzip_policy() -> Policy {
         Policy {
-            gzip: Some(1),
+            compress: Some((Method::Gzip, 1)),
             mode: 0o640,
             ..Policy::default()
         }
