@@ -186,7 +186,10 @@ impl Zstd {
             .map_err(zstd_error)?;
         loop {
             let n = read_full(input, &mut self.input)?;
-            let end = n == 0;
+            // A short read is the end of the input: said with its last
+            // chunk, so that a segment smaller than a chunk is compressed in
+            // one call, with parameters sized to it.
+            let end = n < self.input.len();
             let directive = if end {
                 zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_end
             } else {
@@ -266,7 +269,11 @@ mod tests {
                 file.write_all(&out).unwrap();
                 io::Seek::rewind(&mut file).unwrap();
                 let mut back = Vec::new();
-                method.decoder(file).unwrap().read_to_end(&mut back).unwrap();
+                method
+                    .decoder(file)
+                    .unwrap()
+                    .read_to_end(&mut back)
+                    .unwrap();
                 assert_eq!(back, input, "{method:?} {level}");
             }
         }

@@ -38,12 +38,12 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufReader};
 
-use anyhow::{Context, Result};
 use crate::codec::{Compressor, Method};
 use crate::gzip::read_full;
 use crate::inventory::{self, Entry, Form};
 use crate::naming::SegmentId;
 use crate::sys::{self, Access, Dir, Kind, Meta};
+use anyhow::{Context, Result};
 
 /// A file in the way of a compression, and why it is not logpipe's to
 /// touch.
@@ -619,7 +619,11 @@ mod tests {
         add(11, Form::ZstdTemp, Some(ours(12))); // stale zstd: removed
         add(12, Form::Plain, Some(ours(13))); // queued
         add(12, Form::Zstd, Some(ours(14)));
-        add(12, Form::ZstdTemp, Some(meta(Kind::Symlink, sys::euid(), 1, 15))); // left
+        add(
+            12,
+            Form::ZstdTemp,
+            Some(meta(Kind::Symlink, sys::euid(), 1, 15)),
+        ); // left
         add(13, Form::Zstd, Some(two_names)); // an interrupted rename, zstd
         add(13, Form::ZstdTemp, Some(two_names)); // removed
         add(14, Form::GzipTemp, Some(ours(16))); // both temporaries: both go

@@ -12,8 +12,8 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 
 use crate::cli::{Args, Compress, OnFull};
-use crate::codec::Method;
 use crate::clock::Clock;
+use crate::codec::Method;
 use crate::retention::Retention;
 use crate::schedule::Schedule;
 use crate::sink::Options;

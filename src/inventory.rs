@@ -160,7 +160,13 @@ mod tests {
             name(OsStr::new("app.log"), id, Form::ZstdTemp),
             "app.log.2026-11-21.9.zst.tmp"
         );
-        for form in [Form::Plain, Form::Gzip, Form::GzipTemp, Form::Zstd, Form::ZstdTemp] {
+        for form in [
+            Form::Plain,
+            Form::Gzip,
+            Form::GzipTemp,
+            Form::Zstd,
+            Form::ZstdTemp,
+        ] {
             assert_eq!(Form::of(form.suffix().unwrap().as_bytes()), form);
         }
     }

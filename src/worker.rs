@@ -44,8 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::backoff;
-use crate::compress::{self, Outcome};
 use crate::codec::{Compressor, Method};
+use crate::compress::{self, Outcome};
 use crate::hooks::{self, Hooks};
 use crate::inventory::{self, Form};
 use crate::naming::SegmentId;

@@ -19,3 +19,4 @@ mod time;
 mod util;
 mod worker;
 mod zone;
+mod zst;
