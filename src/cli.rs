@@ -174,12 +174,21 @@ pub struct Args {
     )]
     pub compress: Compress,
 
-    /// Compression level: gzip 1-9 [6], zstd 1-19 [3].
+    /// Compression level: gzip 1-9, zstd 1-19.
     ///
     /// Lower is faster, higher is smaller. Without it, each method's own
     /// default: 6 for gzip, 3 for zstd.
     #[arg(long, value_name = "LEVEL")]
     pub level: Option<u32>,
+
+    /// Compress up to N waiting segments at once.
+    ///
+    /// Each on its own thread, with its own compressor, when finished
+    /// segments wait: memory grows by one compressor per thread (about
+    /// 0.5 MiB for gzip, a few MiB for zstd at low levels, about 100 MiB
+    /// at zstd 19). Hooks still run in segment order. 1 to 64.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub compress_threads: u16,
 
     /// Keep at most N finished segments.
     ///

@@ -85,6 +85,7 @@ impl Config {
             on_full: args.on_full,
             worker: Policy {
                 compress,
+                threads: usize::from(args.compress_threads),
                 mode: args.mode,
                 retention: Retention {
                     keep: args.keep,

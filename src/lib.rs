@@ -32,6 +32,7 @@ pub mod naming;
 pub mod notify;
 pub mod numbering;
 pub mod onfull;
+pub mod pool;
 pub mod reader;
 pub mod retention;
 pub mod rules;

@@ -672,6 +672,8 @@ struct CrashPlan {
     /// `--compress` and `--level`: a slow level, so that kills often catch
     /// a compression under way.
     compress: (&'static str, &'static str),
+    /// `--compress-threads`.
+    threads: &'static str,
 }
 
 /// Repeated SIGKILLs lose at most a read buffer per kill, never reorder,
@@ -687,12 +689,13 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
         per_round: Some(8 << 20),
         kill_after_ms: (1, 30),
         compress: ("gzip", "9"),
+        threads: "1",
     });
 }
 
-/// The same with `--compress zstd --level 19`: kills mid-compression leave a
-/// `.zst.tmp` that the next start removes, and only complete `.zst` files
-/// under final names.
+/// The same with `--compress zstd --level 19` on two compression threads:
+/// kills during two compressions at once leave `.zst.tmp` files that the
+/// next start removes, and only complete `.zst` files under final names.
 #[test]
 fn sigkill_during_zstd_compression_leaves_a_valid_set() {
     crash_test(CrashPlan {
@@ -700,6 +703,7 @@ fn sigkill_during_zstd_compression_leaves_a_valid_set() {
         per_round: Some(8 << 20),
         kill_after_ms: (1, 30),
         compress: ("zstd", "19"),
+        threads: "2",
     });
 }
 
@@ -714,6 +718,7 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer_long() {
         per_round: None,
         kill_after_ms: (20, 300),
         compress: ("gzip", "9"),
+        threads: "1",
     });
 }
 
@@ -794,6 +799,8 @@ fn crash_test(plan: CrashPlan) {
         method,
         "--level",
         level,
+        "--compress-threads",
+        plan.threads,
         "out/",
     ];
     let last_args = [
@@ -805,6 +812,8 @@ fn crash_test(plan: CrashPlan) {
         method,
         "--level",
         level,
+        "--compress-threads",
+        plan.threads,
         "out/",
     ];
     let spawn = |i: usize| -> Child {
