@@ -5,9 +5,11 @@
 //!
 //! The main loop only hands over the id of each segment it finishes
 //! ([`Worker::finished`]). The worker fsyncs them in batches soon after
-//! (with the state file and the directory), then takes them in order:
-//! brings each to its final form, hands the final path to the hook runner,
-//! and applies retention. When input outruns compression, the backlog
+//! (with the state file and the directory), then has the oldest waiting
+//! ones compressed, up to `--compress-threads` at once, by the compression
+//! threads ([`crate::pool`]), and hands them on in segment order, whichever
+//! finishes first: the final path to the hook runner, then retention. When
+//! input outruns compression, the backlog
 //! waits on disk as plain segments and only their ids wait here; the
 //! reading loop never waits.
 //!
@@ -22,7 +24,8 @@
 //!
 //! A failed compression (disk full, say) is reported once per attempt,
 //! leaves the plain segment in place, and is retried with backoff, so
-//! nothing is lost and the order of hooks is kept.
+//! nothing is lost and the order of hooks is kept: segments compressed
+//! meanwhile wait for it before they are handed on.
 //!
 //! At `--shutdown-timeout` ([`Worker::shutdown`]), the worker commits
 //! nothing more, and says exactly what is left undone: segments left
@@ -393,10 +396,24 @@ impl Worker {
             committing: status.committing.iter().map(|&id| path(id)).collect(),
             ..Left::default()
         };
+        // In its final form, not handed on: settled behind an older segment,
+        // or committed by a compression thread after the worker stopped.
+        // Its hook, if any, will not run.
+        let finished = |id: SegmentId| -> Option<Option<PathBuf>> {
+            if let Some(settled) = status.done.iter().find(|d| d.id == id) {
+                return Some(settled.hook.as_ref().map(|h| status.dir.display(h)));
+            }
+            let (done, _) = status.results.iter().find(|(d, c)| d.id == id && *c)?;
+            match &done.result {
+                Ok(Outcome::Done(name)) => Some(Some(status.dir.display(name))),
+                Ok(Outcome::Kept(_)) => Some(Some(path(id))),
+                _ => None,
+            }
+        };
         let (mut done, mut queued) = (Vec::new(), Vec::new());
         for &id in &status.queue {
-            if let Some(settled) = status.done.iter().find(|d| d.id == id) {
-                done.extend(settled.hook.as_ref().map(|h| status.dir.display(h)));
+            if let Some(hook) = finished(id) {
+                done.extend(hook);
             } else if !status.committing.contains(&id) {
                 queued.push(path(id));
             }
