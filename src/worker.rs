@@ -673,7 +673,13 @@ impl State {
             if status.shutdown && status.queue.is_empty() {
                 return Next::Stop;
             }
-            let wake = [retry_at, (!status.unsynced.is_empty()).then_some(sync_at)];
+            // Only deadlines still ahead: one passed already (a retry whose
+            // segment is in flight again) would have this loop spin with the
+            // lock held, and the compression threads could never report.
+            let wake = [
+                retry_at.filter(|&at| at > now),
+                (!status.unsynced.is_empty()).then_some(sync_at),
+            ];
             status = match wake.into_iter().flatten().min() {
                 Some(at) => hooks::wait_until(&shared.changed, status, at).0,
                 None => shared
