@@ -86,7 +86,7 @@ pub fn run(config: Config) -> Result<()> {
         // With --on-full prune, one pruner per target, for its sink and
         // its worker, sharing one lock.
         let pruner = (on_full == cli::OnFull::Prune)
-            .then(|| Pruner::new(target.name.clone(), prune_keep, policy.gzip.is_some()));
+            .then(|| Pruner::new(target.name.clone(), prune_keep, policy.compress.is_some()));
         let on_full = match (on_full, &pruner) {
             (cli::OnFull::Drop, _) => OnFull::drop_input(),
             (_, Some(pruner)) => OnFull::prune(pausing(), pruner.clone()),

@@ -1,8 +1,9 @@
 //! Compressing one finished segment, with its guarantees, and what is left
 //! of compressions an earlier run did not finish.
 //!
-//! `X` becomes `X.gz` in these steps, all relative to the target's
-//! directory descriptor:
+//! `X` becomes `X.gz` (or `X.zst`, with `--compress zstd`: everything here
+//! holds for both, with `.zst` for `.gz`) in these steps, all relative to
+//! the target's directory descriptor:
 //! 1. `X` is opened without following a link, and must be logpipe's own
 //!    file ([`Meta::is_ours`]): a regular file of logpipe's user with no
 //!    other name;
@@ -22,18 +23,27 @@
 //! is *stepped around*: it stays plain, in its final form for this run.
 //! [`plan`] and [`recover`] are the decisions, as pure functions of what
 //! `fstatat` saw; [`finish`] carries one segment through them.
+//!
+//! After a change of `--compress`, a plain segment may be found beside the
+//! other method's compressed form (a crash before the removal of `X`, then
+//! a start with the other method). That form counts as the segment's
+//! compression: `X` goes once it is verified, as for its own method, and
+//! the segment is not compressed twice. When both `X.gz` and `X.zst` are
+//! there, the one of the current method is verified and the other is left
+//! as it is: both are complete copies (only a complete, synced file is ever
+//! renamed to a final name), retention counts the segment once and deletes
+//! both together.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufReader};
 
-use anyhow::{Context, Result};
-use flate2::read::GzDecoder;
-
-use crate::gzip::{Gzip, read_full};
+use crate::codec::{Compressor, Method};
+use crate::gzip::read_full;
 use crate::inventory::{self, Entry, Form};
 use crate::naming::SegmentId;
 use crate::sys::{self, Access, Dir, Kind, Meta};
+use anyhow::{Context, Result};
 
 /// A file in the way of a compression, and why it is not logpipe's to
 /// touch.
@@ -87,9 +97,9 @@ fn is_second_name(temp: &Meta, gz: &Meta) -> bool {
     temp.same_file(gz) && temp.kind == Kind::Regular && sys::is_our_uid(temp.uid) && temp.nlink == 2
 }
 
-/// Decides what to do with a segment from what `fstatat` found at its
-/// plain, temporary and compressed names.
-pub fn plan(plain: Option<&Meta>, temp: Option<&Meta>, gz: Option<&Meta>) -> Plan {
+/// Decides what to do with a segment compressed by `method` from what
+/// `fstatat` found at its plain, temporary and compressed names.
+pub fn plan(method: Method, plain: Option<&Meta>, temp: Option<&Meta>, gz: Option<&Meta>) -> Plan {
     let Some(plain) = plain else {
         return Plan::Gone;
     };
@@ -105,7 +115,7 @@ pub fn plan(plain: Option<&Meta>, temp: Option<&Meta>, gz: Option<&Meta>) -> Pla
         } else {
             let why = not_ours(temp).unwrap_or_default();
             return Plan::Keep(Blocker {
-                form: Form::GzipTemp,
+                form: method.temp_form(),
                 why,
             });
         }
@@ -115,7 +125,7 @@ pub fn plan(plain: Option<&Meta>, temp: Option<&Meta>, gz: Option<&Meta>) -> Pla
         Some(gz) => match not_ours(gz) {
             None => Plan::Verify { remove_temp },
             Some(why) => Plan::Keep(Blocker {
-                form: Form::Gzip,
+                form: method.form(),
                 why,
             }),
         },
@@ -125,8 +135,8 @@ pub fn plan(plain: Option<&Meta>, temp: Option<&Meta>, gz: Option<&Meta>) -> Pla
 /// What start-up does with what an earlier run left.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// Stale temporaries to remove: logpipe's own `X.gz.tmp`, or the second
-    /// name of an `X.gz`.
+    /// Stale temporaries to remove: logpipe's own `X.gz.tmp` or
+    /// `X.zst.tmp`, or the second name of an `X.gz` or `X.zst`.
     pub remove: Vec<OsString>,
     /// Plain segments of logpipe's own to compress, oldest first. A
     /// stranger's file named like a segment is left out; so is every plain
@@ -136,7 +146,8 @@ pub struct Recovery {
 
 /// Decides recovery from one listing (sorted, as [`inventory::scan`] gives
 /// it). `stat` is asked only about the names that matter: plain segments
-/// and temporaries, and a `.gz` beside a temporary.
+/// and temporaries, and a compressed form beside a temporary. Temporaries
+/// of both methods go, whichever `--compress` is now.
 pub fn recover(
     entries: &[Entry],
     compress: bool,
@@ -145,11 +156,15 @@ pub fn recover(
     let mut recovery = Recovery::default();
     for group in entries.chunk_by(|a, b| a.id == b.id) {
         let named = |form| group.iter().find(|e| e.form == form).map(|e| &e.name);
-        if let Some(temp) = named(Form::GzipTemp)
-            && let Some(meta) = stat(temp)
-        {
+        for method in Method::ALL {
+            let Some(temp) = named(method.temp_form()) else {
+                continue;
+            };
+            let Some(meta) = stat(temp) else {
+                continue;
+            };
             let mut second_name = || {
-                named(Form::Gzip)
+                named(method.form())
                     .and_then(|gz| stat(gz))
                     .is_some_and(|gz| is_second_name(&meta, &gz))
             };
@@ -172,7 +187,8 @@ pub fn recover(
 /// How [`finish`] left a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done: the segment is in its final form under this name (its `.gz`).
+    /// Done: the segment is in its final form under this name (its `.gz`
+    /// or `.zst`).
     Done(OsString),
     /// Nothing is at the plain name any more.
     Gone,
@@ -186,27 +202,34 @@ pub enum Outcome {
     Stopped,
 }
 
-/// The names of one segment.
+/// The names of one segment, for one method.
 struct Names {
     plain: OsString,
     temp: OsString,
+    /// The compressed name: the method's own, or the other method's when
+    /// that one is found instead (see the module docs).
     gz: OsString,
+    /// The method `gz` is compressed with.
+    read_as: Method,
 }
 
 impl Names {
-    fn of(active: &OsStr, id: SegmentId) -> Names {
+    fn of(active: &OsStr, id: SegmentId, method: Method) -> Names {
         Names {
             plain: inventory::name(active, id, Form::Plain),
-            temp: inventory::name(active, id, Form::GzipTemp),
-            gz: inventory::name(active, id, Form::Gzip),
+            temp: inventory::name(active, id, method.temp_form()),
+            gz: inventory::name(active, id, method.form()),
+            read_as: method,
         }
     }
 
     fn of_form(&self, form: Form) -> &OsStr {
-        match form {
-            Form::GzipTemp => &self.temp,
-            Form::Gzip => &self.gz,
-            _ => &self.plain,
+        if form.is_temp() {
+            &self.temp
+        } else if form == Form::Plain {
+            &self.plain
+        } else {
+            &self.gz
         }
     }
 }
@@ -223,17 +246,30 @@ pub fn finish(
     dir: &Dir,
     active: &OsStr,
     id: SegmentId,
-    gzip: &mut Gzip,
+    compressor: &mut Compressor,
     mode: u32,
     commit: &mut dyn FnMut() -> bool,
 ) -> Result<Outcome> {
-    let names = Names::of(active, id);
-    let context = || format!("unable to compress {}", dir.display(&names.plain).display());
+    let method = compressor.method();
+    let mut names = Names::of(active, id, method);
+    let plain_path = dir.display(&names.plain);
+    let context = || format!("unable to compress {}", plain_path.display());
     // Twice at most: once more after dropping a second name.
     for _ in 0..2 {
         let stat = |name: &OsStr| dir.stat(name).with_context(context);
-        let (plain, temp, gz) = (stat(&names.plain)?, stat(&names.temp)?, stat(&names.gz)?);
-        match plan(plain.as_ref(), temp.as_ref(), gz.as_ref()) {
+        let (plain, temp, mut gz) = (stat(&names.plain)?, stat(&names.temp)?, stat(&names.gz)?);
+        if plain.is_some() && gz.is_none() {
+            // Compressed by the other method already (a crash, then a
+            // change of --compress): verified as its own would be.
+            for other in Method::ALL.into_iter().filter(|&m| m != method) {
+                let name = inventory::name(active, id, other.form());
+                if let Some(meta) = stat(&name)?.filter(Meta::is_ours) {
+                    (gz, names.gz, names.read_as) = (Some(meta), name, other);
+                    break;
+                }
+            }
+        }
+        match plan(method, plain.as_ref(), temp.as_ref(), gz.as_ref()) {
             Plan::Gone => return Ok(Outcome::Gone),
             Plan::NotOurs(why) => return Ok(Outcome::NotOurs(why)),
             Plan::Keep(blocker) => {
@@ -245,7 +281,7 @@ pub fn finish(
             }
             Plan::Compress { remove_temp } => {
                 remove_stale(dir, &names, remove_temp).with_context(context)?;
-                return compress(dir, &names, gzip, mode, commit).with_context(context);
+                return compress(dir, &names, compressor, mode, commit).with_context(context);
             }
             Plan::Verify { remove_temp } => {
                 remove_stale(dir, &names, remove_temp).with_context(context)?;
@@ -287,7 +323,7 @@ fn remove_if_same(dir: &Dir, name: &OsStr, meta: &Meta) -> io::Result<bool> {
 fn compress(
     dir: &Dir,
     names: &Names,
-    gzip: &mut Gzip,
+    compressor: &mut Compressor,
     mode: u32,
     commit: &mut dyn FnMut() -> bool,
 ) -> io::Result<Outcome> {
@@ -313,7 +349,7 @@ fn compress(
     };
     let temp = sys::meta(&output)?;
     let written = (|| {
-        gzip.compress(&mut input, &mut output)?;
+        compressor.compress(&mut input, &mut output)?;
         // Keep the time the segment was finished, as gzip does; retention
         // by age reads it.
         output.set_modified(plain.modified)?;
@@ -369,7 +405,7 @@ fn verify(dir: &Dir, names: &Names, commit: &mut dyn FnMut() -> bool) -> io::Res
         return Err(io::Error::other("a file changed while it was checked"));
     };
     let plain_meta = sys::meta(&plain)?;
-    if !same_content(plain, gz)? {
+    if !same_content(plain, gz, names.read_as)? {
         return Ok(Outcome::Kept(format!(
             "{} exists and does not decompress to the segment's content",
             dir.display(&names.gz).display()
@@ -382,11 +418,13 @@ fn verify(dir: &Dir, names: &Names, commit: &mut dyn FnMut() -> bool) -> io::Res
     Ok(Outcome::Done(names.gz.clone()))
 }
 
-/// Whether `gz` decompresses, in full and with a valid trailer, to exactly
-/// the bytes of `plain`.
-pub fn same_content(plain: File, gz: File) -> io::Result<bool> {
+/// Whether `gz`, compressed with `method`, decompresses, in full and with
+/// a valid trailer or checksum, to exactly the bytes of `plain`.
+pub fn same_content(plain: File, gz: File, method: Method) -> io::Result<bool> {
     let mut a = BufReader::new(plain);
-    let mut b = GzDecoder::new(BufReader::new(gz));
+    let Ok(mut b) = method.decoder(gz) else {
+        return Ok(false);
+    };
     let (mut buf_a, mut buf_b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = read_full(&mut a, &mut buf_a)?;
@@ -517,8 +555,21 @@ mod tests {
             ),
         ];
         for (plain, temp, gz, want) in cases {
-            assert_eq!(plan(plain, temp, gz), want, "{plain:?} {temp:?} {gz:?}");
+            assert_eq!(
+                plan(Method::Gzip, plain, temp, gz),
+                want,
+                "{plain:?} {temp:?} {gz:?}"
+            );
         }
+        // zstd's blockers are named as its own forms.
+        assert_eq!(
+            plan(Method::Zstd, Some(&p), Some(&link), None),
+            keep(Form::ZstdTemp, "is a symbolic link")
+        );
+        assert_eq!(
+            plan(Method::Zstd, Some(&p), None, Some(&link)),
+            keep(Form::Zstd, "is a symbolic link")
+        );
     }
 
     fn id(n: u64) -> SegmentId {
@@ -566,6 +617,18 @@ mod tests {
         add(8, Form::Plain, None); // gone since the listing
         add(9, Form::Other, Some(ours(10))); // `X.bak`: not ours to judge
         add(10, Form::Gzip, Some(ours(11))); // done
+        add(11, Form::ZstdTemp, Some(ours(12))); // stale zstd: removed
+        add(12, Form::Plain, Some(ours(13))); // queued
+        add(12, Form::Zstd, Some(ours(14)));
+        add(
+            12,
+            Form::ZstdTemp,
+            Some(meta(Kind::Symlink, sys::euid(), 1, 15)),
+        ); // left
+        add(13, Form::Zstd, Some(two_names)); // an interrupted rename, zstd
+        add(13, Form::ZstdTemp, Some(two_names)); // removed
+        add(14, Form::GzipTemp, Some(ours(16))); // both temporaries: both go
+        add(14, Form::ZstdTemp, Some(ours(17)));
         entries.sort_by_key(|a| (a.id, a.form));
         let stat = |name: &OsStr| stats.get(name).copied();
         let got = recover(&entries, true, stat);
@@ -577,15 +640,19 @@ mod tests {
             names(&[
                 (1, Form::GzipTemp),
                 (2, Form::GzipTemp),
-                (5, Form::GzipTemp)
+                (5, Form::GzipTemp),
+                (11, Form::ZstdTemp),
+                (13, Form::ZstdTemp),
+                (14, Form::GzipTemp),
+                (14, Form::ZstdTemp),
             ])
         );
-        assert_eq!(got.queue, [id(2), id(3), id(4)]);
+        assert_eq!(got.queue, [id(2), id(3), id(4), id(12)]);
         // Without compression, plain is final: nothing is queued, and stale
         // temporaries of an earlier run with compression still go.
         let got = recover(&entries, false, stat);
         assert!(got.queue.is_empty());
-        assert_eq!(got.remove.len(), 3);
+        assert_eq!(got.remove.len(), 7);
     }
 
     struct Fixture {
@@ -605,12 +672,16 @@ mod tests {
         }
 
         fn finish(&self, n: u64, commit: &mut dyn FnMut() -> bool) -> Outcome {
-            let mut gzip = Gzip::new(1);
+            self.finish_as(Method::Gzip, n, commit)
+        }
+
+        fn finish_as(&self, method: Method, n: u64, commit: &mut dyn FnMut() -> bool) -> Outcome {
+            let mut compressor = Compressor::new(method, 1).unwrap();
             finish(
                 &self.dir,
                 OsStr::new("current"),
                 id(n),
-                &mut gzip,
+                &mut compressor,
                 0o640,
                 commit,
             )
@@ -618,18 +689,113 @@ mod tests {
         }
 
         fn gunzip(&self, n: u64) -> Vec<u8> {
+            self.decompress(Method::Gzip, n)
+        }
+
+        fn decompress(&self, method: Method, n: u64) -> Vec<u8> {
             let mut out = Vec::new();
-            GzDecoder::new(File::open(self.path(n, Form::Gzip)).unwrap())
-                .read_to_end(&mut out)
-                .unwrap();
+            let file = File::open(self.path(n, method.form())).unwrap();
+            method.decoder(file).unwrap().read_to_end(&mut out).unwrap();
             out
         }
     }
 
     fn gzip_bytes(data: &[u8]) -> Vec<u8> {
-        let mut gz = Vec::new();
-        Gzip::new(6).compress(&mut &data[..], &mut gz).unwrap();
-        gz
+        compressed(Method::Gzip, data)
+    }
+
+    fn compressed(method: Method, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let level = method.default_level();
+        Compressor::new(method, level)
+            .unwrap()
+            .compress(&mut &data[..], &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn zstd_compresses_and_removes_the_plain_segment() {
+        let f = Fixture::new();
+        let content = b"GET /index.html 200\n".repeat(10_000);
+        std::fs::write(f.path(1, Form::Plain), &content).unwrap();
+        std::fs::write(f.path(1, Form::ZstdTemp), b"stale").unwrap();
+        let outcome = f.finish_as(Method::Zstd, 1, &mut || true);
+        assert_eq!(outcome, Outcome::Done(entry(1, Form::Zstd).name));
+        assert_eq!(f.decompress(Method::Zstd, 1), content);
+        assert!(!f.path(1, Form::Plain).exists());
+        assert!(!f.path(1, Form::ZstdTemp).exists());
+        assert!(!f.path(1, Form::Gzip).exists());
+    }
+
+    #[test]
+    fn the_other_methods_compressed_form_counts_once_verified() {
+        let f = Fixture::new();
+        let content = b"a segment\n".repeat(1000);
+        // 1: left by a crash under gzip, found by a run with zstd.
+        std::fs::write(f.path(1, Form::Plain), &content).unwrap();
+        std::fs::write(f.path(1, Form::Gzip), gzip_bytes(&content)).unwrap();
+        assert_eq!(
+            f.finish_as(Method::Zstd, 1, &mut || true),
+            Outcome::Done(entry(1, Form::Gzip).name)
+        );
+        assert!(!f.path(1, Form::Plain).exists());
+        assert!(!f.path(1, Form::Zstd).exists(), "compressed twice");
+        // 2: the same the other way round.
+        std::fs::write(f.path(2, Form::Plain), &content).unwrap();
+        std::fs::write(f.path(2, Form::Zstd), compressed(Method::Zstd, &content)).unwrap();
+        assert_eq!(
+            f.finish_as(Method::Gzip, 2, &mut || true),
+            Outcome::Done(entry(2, Form::Zstd).name)
+        );
+        assert!(!f.path(2, Form::Plain).exists());
+        // 3: a truncated .zst of another run is kept, so is the plain.
+        std::fs::write(f.path(3, Form::Plain), &content).unwrap();
+        let zst = compressed(Method::Zstd, &content);
+        std::fs::write(f.path(3, Form::Zstd), &zst[..zst.len() - 4]).unwrap();
+        let Outcome::Kept(why) = f.finish_as(Method::Gzip, 3, &mut || true) else {
+            panic!("3: not left alone");
+        };
+        assert!(why.contains("current.2026-11-21.3.zst exists and does not decompress"));
+        assert!(f.path(3, Form::Plain).exists());
+        // 4: both compressed forms and the plain: the current method's is
+        // verified, the other stays.
+        std::fs::write(f.path(4, Form::Plain), &content).unwrap();
+        std::fs::write(f.path(4, Form::Gzip), gzip_bytes(&content)).unwrap();
+        std::fs::write(f.path(4, Form::Zstd), compressed(Method::Zstd, &content)).unwrap();
+        assert_eq!(
+            f.finish_as(Method::Zstd, 4, &mut || true),
+            Outcome::Done(entry(4, Form::Zstd).name)
+        );
+        assert!(!f.path(4, Form::Plain).exists());
+        assert_eq!(f.decompress(Method::Gzip, 4), content);
+        // 5: a stranger's .gz does not stand in the way of a .zst.
+        std::fs::write(f.path(5, Form::Plain), &content).unwrap();
+        symlink("/etc/passwd", f.path(5, Form::Gzip)).unwrap();
+        assert_eq!(
+            f.finish_as(Method::Zstd, 5, &mut || true),
+            Outcome::Done(entry(5, Form::Zstd).name)
+        );
+        assert_eq!(f.decompress(Method::Zstd, 5), content);
+        assert!(f.path(5, Form::Gzip).symlink_metadata().is_ok());
+    }
+
+    #[test]
+    fn a_planted_zstd_temporary_link_is_never_followed() {
+        let f = Fixture::new();
+        let victim = f.tmp.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::write(f.path(1, Form::Plain), b"line\n").unwrap();
+        symlink(&victim, f.path(1, Form::ZstdTemp)).unwrap();
+        let Outcome::Kept(why) = f.finish_as(Method::Zstd, 1, &mut || true) else {
+            panic!("not stepped around");
+        };
+        assert!(
+            why.ends_with("current.2026-11-21.1.zst.tmp is a symbolic link"),
+            "{why}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(f.path(1, Form::Plain)).unwrap(), b"line\n");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! part of logpipe takes. `app::run` reads nothing of `Args`.
 //!
 //! Every value was checked by clap's parsers already (exit 2 before
-//! anything is touched); what happens here cannot fail: the time zone is
-//! found (UTC, with a warning, when none is), and options are grouped by
-//! the part that uses them.
+//! anything is touched), but for what depends on another option: the
+//! `--level` range of the `--compress` method, checked here, with the same
+//! exit. Then the time zone is found (UTC, with a warning, when none is),
+//! and options are grouped by the part that uses them.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use jiff::tz::TimeZone;
 
 use crate::cli::{Args, Compress, OnFull};
 use crate::clock::Clock;
+use crate::codec::Method;
 use crate::retention::Retention;
 use crate::schedule::Schedule;
 use crate::sink::Options;
@@ -57,18 +59,34 @@ pub struct Config {
 
 impl Config {
     /// The configuration for `args` on the resolved `target`, with the
-    /// routed targets and line stage from [`line_stage`].
+    /// routed targets and line stage from [`line_stage`], or the usage
+    /// error that a value in the wrong range for its method is (one line,
+    /// naming the value and the range).
     pub fn new(
         args: Args,
         target: Target,
         (routes, filter): (Vec<Target>, crate::filter::Options),
-    ) -> Config {
+    ) -> Result<Config, String> {
+        let method = match args.compress {
+            Compress::Gzip => Some(Method::Gzip),
+            Compress::Zstd => Some(Method::Zstd),
+            Compress::None => None,
+        };
+        // `--level` with `--compress none` has nothing to apply to, and is
+        // left unchecked, as before.
+        let compress = match method {
+            Some(method) => {
+                let level = args.level.unwrap_or(method.default_level());
+                Some((method, method.check_level(level)?))
+            }
+            None => None,
+        };
         let tz = if args.utc {
             TimeZone::UTC
         } else {
             crate::zone::local()
         };
-        Config {
+        Ok(Config {
             target,
             routes,
             filter,
@@ -84,7 +102,8 @@ impl Config {
             prune_keep: args.prune_keep,
             owner: args.owner,
             worker: Policy {
-                gzip: (args.compress == Compress::Gzip).then_some(args.level),
+                compress,
+                threads: usize::from(args.compress_threads),
                 mode: args.mode,
                 retention: Retention {
                     keep: args.keep,
@@ -106,7 +125,7 @@ impl Config {
                 interval: args.metrics_interval,
             }),
             ready_fd: args.ready_fd,
-        }
+        })
     }
 }
 

@@ -23,6 +23,10 @@ pub enum Form {
     Gzip,
     /// `X.gz.tmp`: a compression under way, or left by a crash.
     GzipTemp,
+    /// `X.zst`: compressed with zstd.
+    Zstd,
+    /// `X.zst.tmp`: a zstd compression under way, or left by a crash.
+    ZstdTemp,
     /// Anything else after the number (`X.bak`, a stranger's): it claims
     /// the number and is otherwise left alone.
     Other,
@@ -35,6 +39,8 @@ impl Form {
             b"" => Form::Plain,
             b".gz" => Form::Gzip,
             b".gz.tmp" => Form::GzipTemp,
+            b".zst" => Form::Zstd,
+            b".zst.tmp" => Form::ZstdTemp,
             _ => Form::Other,
         }
     }
@@ -45,14 +51,24 @@ impl Form {
             Form::Plain => Some(""),
             Form::Gzip => Some(".gz"),
             Form::GzipTemp => Some(".gz.tmp"),
+            Form::Zstd => Some(".zst"),
+            Form::ZstdTemp => Some(".zst.tmp"),
             Form::Other => None,
         }
     }
 
     /// Whether this form is a finished segment's data (plain or
-    /// compressed), what retention counts and `--read` would show.
+    /// compressed), what retention counts and `--read` would show. A
+    /// segment may have several (plain and compressed after a crash, `.gz`
+    /// and `.zst` after a change of `--compress`): whoever counts segments
+    /// groups the entries of one id, which [`scan`] lists side by side.
     pub fn is_data(self) -> bool {
-        matches!(self, Form::Plain | Form::Gzip)
+        matches!(self, Form::Plain | Form::Gzip | Form::Zstd)
+    }
+
+    /// Whether this form is a compression under way (or left by a crash).
+    pub fn is_temp(self) -> bool {
+        matches!(self, Form::GzipTemp | Form::ZstdTemp)
     }
 }
 
@@ -101,6 +117,9 @@ mod tests {
             "app.log.2026-11-21.9",
             "app.log.2026-11-21.2.gz.tmp",
             "app.log.2026-11-21.3.bak",
+            "app.log.2026-11-21.9.zst",
+            "app.log.2026-11-21.4.zst.tmp",
+            "app.log.2026-11-21.5.zst.gz",
             "app.log",
             "app.log.state",
             "other.2026-11-21.1",
@@ -121,8 +140,11 @@ mod tests {
                 ("2026-11-20.1".to_string(), Form::Gzip),
                 ("2026-11-21.2".to_string(), Form::GzipTemp),
                 ("2026-11-21.3".to_string(), Form::Other),
+                ("2026-11-21.4".to_string(), Form::ZstdTemp),
+                ("2026-11-21.5".to_string(), Form::Other),
                 ("2026-11-21.9".to_string(), Form::Plain),
                 ("2026-11-21.9".to_string(), Form::Gzip),
+                ("2026-11-21.9".to_string(), Form::Zstd),
                 ("2026-11-21.10".to_string(), Form::Plain),
             ]
         );
@@ -134,5 +156,18 @@ mod tests {
             name(OsStr::new("app.log"), id, Form::GzipTemp),
             "app.log.2026-11-21.9.gz.tmp"
         );
+        assert_eq!(
+            name(OsStr::new("app.log"), id, Form::ZstdTemp),
+            "app.log.2026-11-21.9.zst.tmp"
+        );
+        for form in [
+            Form::Plain,
+            Form::Gzip,
+            Form::GzipTemp,
+            Form::Zstd,
+            Form::ZstdTemp,
+        ] {
+            assert_eq!(Form::of(form.suffix().unwrap().as_bytes()), form);
+        }
     }
 }

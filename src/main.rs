@@ -49,7 +49,11 @@ fn main() -> ExitCode {
         Ok(stage) => stage,
         Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
     };
-    outcome(logpipe::app::run(Config::new(args, target, stage)))
+    let config = match Config::new(args, target, stage) {
+        Ok(config) => config,
+        Err(e) => Args::command().error(ErrorKind::InvalidValue, e).exit(),
+    };
+    outcome(logpipe::app::run(config))
 }
 
 /// What `--read` and `--follow` need from the command line.

@@ -175,9 +175,9 @@ impl Target {
     }
 
     /// The shortest suffix a segment's files need after the active file's
-    /// name: `.YYYY-MM-DD.1.gz.tmp` (the temporary of the first compressed
+    /// name: `.YYYY-MM-DD.1.zst.tmp` (the temporary of the first compressed
     /// segment of a day).
-    pub const SHORTEST_SUFFIX: usize = ".2026-11-21.1.gz.tmp".len();
+    pub const SHORTEST_SUFFIX: usize = ".2026-11-21.1.zst.tmp".len();
 
     /// Checks that the active file's name leaves room for a segment suffix
     /// in a file name (255 bytes on Linux filesystems): a name that can

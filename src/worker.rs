@@ -5,9 +5,11 @@
 //!
 //! The main loop only hands over the id of each segment it finishes
 //! ([`Worker::finished`]). The worker fsyncs them in batches soon after
-//! (with the state file and the directory), then takes them in order:
-//! brings each to its final form, hands the final path to the hook runner,
-//! and applies retention. When input outruns compression, the backlog
+//! (with the state file and the directory), then has the oldest waiting
+//! ones compressed, up to `--compress-threads` at once, by the compression
+//! threads ([`crate::pool`]), and hands them on in segment order, whichever
+//! finishes first: the final path to the hook runner, then retention. When
+//! input outruns compression, the backlog
 //! waits on disk as plain segments and only their ids wait here; the
 //! reading loop never waits.
 //!
@@ -22,7 +24,8 @@
 //!
 //! A failed compression (disk full, say) is reported once per attempt,
 //! leaves the plain segment in place, and is retried with backoff, so
-//! nothing is lost and the order of hooks is kept.
+//! nothing is lost and the order of hooks is kept: segments compressed
+//! meanwhile wait for it before they are handed on.
 //!
 //! At `--shutdown-timeout` ([`Worker::shutdown`]), the worker commits
 //! nothing more, and says exactly what is left undone: segments left
@@ -44,12 +47,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::backoff;
+use crate::codec::Method;
 use crate::compress::{self, Outcome};
-use crate::gzip::Gzip;
 use crate::hooks::{self, Hooks};
 use crate::inventory::{self, Form};
 use crate::naming::SegmentId;
-use crate::prune::{self, Pruner};
+use crate::pool::{self, Pool};
+use crate::prune::Pruner;
 use crate::retention::{self, Retention};
 use crate::sys::{self, Access, Dir};
 use crate::target::Target;
@@ -57,17 +61,22 @@ use crate::target::Target;
 /// What happens to a finished segment.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// Gzip level (1..=9), or `None` for no compression.
-    pub gzip: Option<u32>,
+    /// The compression method and its level (checked against
+    /// [`Method::levels`]), or `None` for no compression.
+    pub compress: Option<(Method, u32)>,
+    /// How many segments are compressed at once (`--compress-threads`;
+    /// 0 counts as 1).
+    pub threads: usize,
     /// Permission bits of compressed files.
     pub mode: u32,
     pub retention: Retention,
     /// A shell command run with each finished segment's path as its last
     /// argument.
     pub on_rotate: Option<String>,
-    /// `--on-full prune`: the worker's side of the pruner. It holds the
-    /// pruner's lock while it works on a segment, and makes room for a
-    /// compression that does not fit by deleting the oldest segment.
+    /// `--on-full prune`: the worker's side of the pruner. A segment is
+    /// worked on while holding the pruner's lock (so compressions run one
+    /// at a time then), and a compression that does not fit makes room by
+    /// deleting the oldest segment.
     pub prune: Option<Pruner>,
 }
 
@@ -105,6 +114,20 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// so that the report says what is really left.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// The worker's queue, as [`Worker::queue`] hands it out.
+#[derive(Debug, Clone)]
+pub struct Queue(Arc<Shared>);
+
+impl Queue {
+    /// Queues a finished segment, as [`Worker::finished`].
+    pub fn finished(&self, id: SegmentId) {
+        let mut status = self.0.lock();
+        status.queue.push_back(id);
+        status.unsynced.push(id);
+        self.0.changed.notify_all();
+    }
+}
+
 /// What the main thread and the worker thread share.
 #[derive(Debug)]
 struct Shared {
@@ -116,9 +139,16 @@ struct Shared {
 
 #[derive(Debug)]
 struct Status {
-    /// Finished segments not yet in their final form, oldest first; the
-    /// front one is under way.
+    /// Finished segments not yet handed on (to the hook), oldest first:
+    /// waiting, under way, or done but behind one that is not.
     queue: VecDeque<SegmentId>,
+    /// Segments of the queue in their final form whose hook waits for an
+    /// earlier segment (one whose compression failed and is retried), so
+    /// that hooks run in segment order.
+    done: Vec<Settled>,
+    /// Compressions that ended, for the worker to settle, with whether
+    /// their commit had begun.
+    results: Vec<(pool::Done, bool)>,
     /// Finished segments not yet fsynced.
     unsynced: Vec<SegmentId>,
     /// The target directory, as the worker should use it from now.
@@ -129,9 +159,9 @@ struct Status {
     shutdown: bool,
     /// Commit nothing more (the shutdown timeout passed).
     stopped: bool,
-    /// A commit is under way: the queue's front segment is being renamed
-    /// into its final form.
-    committing: bool,
+    /// Segments whose commit is under way: being renamed into their final
+    /// form.
+    committing: Vec<SegmentId>,
     /// The worker thread has ended.
     exited: bool,
 }
@@ -142,12 +172,14 @@ impl Shared {
         Shared {
             status: Mutex::new(Status {
                 queue,
+                done: Vec::new(),
+                results: Vec::new(),
                 unsynced: Vec::new(),
                 dir,
                 dir_changed: false,
                 shutdown: false,
                 stopped: false,
-                committing: false,
+                committing: Vec::new(),
                 exited: false,
             }),
             changed: Condvar::new(),
@@ -161,6 +193,39 @@ impl Shared {
     }
 }
 
+/// The compression threads' view of the worker: commits are refused once
+/// it is stopped, and each one under way is known to the shutdown report.
+impl pool::Owner for Shared {
+    fn commit(&self, id: SegmentId) -> bool {
+        let mut status = self.lock();
+        if status.stopped {
+            return false;
+        }
+        status.committing.push(id);
+        true
+    }
+
+    fn done(&self, done: pool::Done) {
+        let mut status = self.lock();
+        let at = status.committing.iter().position(|&c| c == done.id);
+        let committed = at.map(|at| status.committing.swap_remove(at)).is_some();
+        status.results.push((done, committed));
+        self.changed.notify_all();
+    }
+}
+
+/// A segment in its final form, waiting for its turn to be handed on.
+#[derive(Debug)]
+struct Settled {
+    id: SegmentId,
+    /// The size of its plain form, for the metrics.
+    len: u64,
+    /// Whether it was compressed now.
+    compressed: bool,
+    /// The name to run the hook on, if any.
+    hook: Option<OsString>,
+}
+
 impl Worker {
     /// Starts the worker thread for `target`, whose directory is `dir`
     /// (opened once by the caller; every file operation goes through it).
@@ -169,7 +234,7 @@ impl Worker {
         // Recovery lists the directory before the main loop finishes any
         // segment, so that a plain segment it finds is one an earlier run
         // left, never one that the main loop is also about to send.
-        let queue = recover(&dir, &target.name, policy.gzip.is_some());
+        let queue = recover(&dir, &target.name, policy.compress.is_some());
         for id in &queue {
             let name = inventory::name(&target.name, *id, Form::Plain);
             let len = dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
@@ -181,8 +246,20 @@ impl Worker {
                 .ok()
         });
         let shared = Arc::new(Shared::new(queue.into(), dir.clone()));
+        let pool = match policy.compress {
+            Some((method, level)) => Some(Pool::start(
+                policy.threads,
+                method,
+                level,
+                target.name.clone(),
+                policy.mode,
+                policy.prune.clone(),
+                shared.clone(),
+            )?),
+            None => None,
+        };
         let name = target.name.clone();
-        let compressing = policy.gzip.is_some();
+        let compressing = policy.compress.is_some();
         let retention = policy.retention.is_active();
         let state = State {
             shared: shared.clone(),
@@ -192,7 +269,8 @@ impl Worker {
             dir,
             policy,
             last_sync: Instant::now(),
-            gzip: None,
+            pool,
+            in_flight: Vec::new(),
             retry: None,
         };
         let thread = thread::Builder::new()
@@ -325,7 +403,9 @@ impl Worker {
         let mut status = self.shared.lock();
         status.stopped = true;
         self.shared.changed.notify_all();
-        while status.committing && !status.exited {
+        // The compression threads settle their commits even after the
+        // worker thread has ended.
+        while !status.committing.is_empty() {
             let (next, waited) = hooks::wait_until(&self.shared.changed, status, deadline);
             status = next;
             if !waited {
@@ -338,23 +418,40 @@ impl Worker {
                 .display(&inventory::name(&self.name, id, Form::Plain))
         };
         let mut left = Left {
-            committing: status
-                .committing
-                .then(|| status.queue.front().map(|&id| path(id)))
-                .flatten(),
+            committing: status.committing.iter().map(|&id| path(id)).collect(),
             ..Left::default()
         };
-        let queued: Vec<PathBuf> = status
-            .queue
-            .iter()
-            .skip(usize::from(left.committing.is_some()))
-            .map(|&id| path(id))
-            .collect();
+        // In its final form, not handed on: settled behind an older segment,
+        // or committed by a compression thread after the worker stopped.
+        // Its hook, if any, will not run.
+        let finished = |id: SegmentId| -> Option<Option<PathBuf>> {
+            if let Some(settled) = status.done.iter().find(|d| d.id == id) {
+                return Some(settled.hook.as_ref().map(|h| status.dir.display(h)));
+            }
+            let (done, _) = status.results.iter().find(|(d, c)| d.id == id && *c)?;
+            match &done.result {
+                Ok(Outcome::Done(name)) => Some(Some(status.dir.display(name))),
+                Ok(Outcome::Kept(_)) => Some(Some(path(id))),
+                _ => None,
+            }
+        };
+        let (mut done, mut queued) = (Vec::new(), Vec::new());
+        for &id in &status.queue {
+            if let Some(hook) = finished(id) {
+                done.extend(hook);
+            } else if !status.committing.contains(&id) {
+                queued.push(path(id));
+            }
+        }
         drop(status);
         if self.compressing {
             left.uncompressed = queued;
+            left.hooks = done;
         } else if self.hooks.is_some() {
             left.hooks = queued;
+        }
+        if self.hooks.is_none() {
+            left.hooks.clear();
         }
         if let Some(hooks) = &self.hooks {
             let hooks = hooks.stop(SETTLE);
@@ -366,28 +463,14 @@ impl Worker {
     }
 }
 
-/// The worker's queue, as [`Worker::queue`] hands it out.
-#[derive(Debug, Clone)]
-pub struct Queue(Arc<Shared>);
-
-impl Queue {
-    /// Queues a finished segment, as [`Worker::finished`].
-    pub fn finished(&self, id: SegmentId) {
-        let mut status = self.0.lock();
-        status.queue.push_back(id);
-        status.unsynced.push(id);
-        self.0.changed.notify_all();
-    }
-}
-
 /// What [`Worker::shutdown`] left undone.
 #[derive(Debug, Default)]
 struct Left {
     /// Plain segments that stay plain until the next start.
     uncompressed: Vec<PathBuf>,
-    /// A segment whose commit did not finish in time: either form may be
+    /// Segments whose commit did not finish in time: either form may be
     /// left.
-    committing: Option<PathBuf>,
+    committing: Vec<PathBuf>,
     /// Segments whose hook did not run, and will not at the next start.
     hooks: Vec<PathBuf>,
     /// The hook left running, with its pid if known.
@@ -420,9 +503,9 @@ impl Left {
                 }
             );
         }
-        if let Some(path) = &self.committing {
+        for path in &self.committing {
             crate::warning!(
-                "{} was being renamed into place {after}: either it or its .gz is left; \
+                "{} was being renamed into place {after}: either it or its compressed form is left; \
                  if it is, the next start compresses it{}",
                 path.display(),
                 if hooked {
@@ -513,8 +596,10 @@ struct State {
     hooks: Option<hooks::Queue>,
     /// When [`State::sync`] last synced a batch.
     last_sync: Instant,
-    /// The compressor, made at the first segment to compress.
-    gzip: Option<Gzip>,
+    /// The compression threads, with compression on.
+    pool: Option<Pool>,
+    /// Segments handed to the pool, not yet settled.
+    in_flight: Vec<SegmentId>,
     /// After a failure: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
 }
@@ -522,7 +607,12 @@ struct State {
 /// What the worker does next.
 enum Next {
     Sync(Vec<SegmentId>),
+    /// Without compression: check the oldest segment.
     Process(SegmentId),
+    /// Hand these segments to the compression threads.
+    Dispatch(Vec<SegmentId>),
+    /// Take over what the compression threads finished.
+    Settle(Vec<(pool::Done, bool)>),
     Stop,
 }
 
@@ -556,6 +646,12 @@ impl State {
                 Next::Stop => break,
                 Next::Sync(ids) => self.sync(ids),
                 Next::Process(id) => self.process(id),
+                Next::Dispatch(ids) => self.dispatch(ids),
+                Next::Settle(results) => {
+                    for (done, committed) in results {
+                        self.settle(done, committed);
+                    }
+                }
             }
         }
     }
@@ -574,34 +670,77 @@ impl State {
                 // What failed in the old directory may work in the new.
                 self.retry = None;
             }
+            if !status.results.is_empty() {
+                return Next::Settle(std::mem::take(&mut status.results));
+            }
             let now = Instant::now();
             let retry_at = self.retry.map(|(at, _)| at);
-            let due = status
-                .queue
-                .front()
-                .copied()
-                .filter(|_| retry_at.is_none_or(|at| at <= now));
+            let due = if retry_at.is_some_and(|at| at > now) {
+                Vec::new()
+            } else {
+                self.due(&status)
+            };
+            let busy = !self.in_flight.is_empty();
             // Synced in batches: when there is nothing else to do, and at
             // most every SYNC_EVERY while compressions wait, so that a
             // flood of small segments does not cost three fsyncs each.
-            if !status.unsynced.is_empty()
-                && (due.is_none() || self.last_sync.elapsed() >= SYNC_EVERY)
-            {
+            let sync_at = self.last_sync + SYNC_EVERY;
+            if !status.unsynced.is_empty() && ((due.is_empty() && !busy) || sync_at <= now) {
                 return Next::Sync(std::mem::take(&mut status.unsynced));
             }
-            if let Some(id) = due {
-                return Next::Process(id);
+            if !due.is_empty() {
+                return match self.pool {
+                    Some(_) => Next::Dispatch(due),
+                    None => Next::Process(due[0]),
+                };
             }
+            // In flight, waiting in the pool or done: still queued.
             if status.shutdown && status.queue.is_empty() {
                 return Next::Stop;
             }
-            status = match retry_at {
+            // Only deadlines still ahead: one passed already (a retry whose
+            // segment is in flight again) would have this loop spin with the
+            // lock held, and the compression threads could never report.
+            let wake = [
+                retry_at.filter(|&at| at > now),
+                (!status.unsynced.is_empty()).then_some(sync_at),
+            ];
+            status = match wake.into_iter().flatten().min() {
                 Some(at) => hooks::wait_until(&shared.changed, status, at).0,
                 None => shared
                     .changed
                     .wait(status)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+        }
+    }
+
+    /// The segments to take on now, oldest first: without compression, the
+    /// oldest; with it, as many of the waiting ones as there are free
+    /// compression threads.
+    fn due(&self, status: &Status) -> Vec<SegmentId> {
+        let Some(pool) = &self.pool else {
+            return status.queue.front().copied().into_iter().collect();
+        };
+        let free = pool.threads().saturating_sub(self.in_flight.len());
+        status
+            .queue
+            .iter()
+            .filter(|id| !self.in_flight.contains(id) && !status.done.iter().any(|d| d.id == **id))
+            .take(free)
+            .copied()
+            .collect()
+    }
+
+    /// Hands `ids` to the compression threads, in the current directory.
+    fn dispatch(&mut self, ids: Vec<SegmentId>) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        for id in ids {
+            self.in_flight.push(id);
+            let dir = self.dir.clone();
+            pool.submit(pool::Job { id, dir });
         }
     }
 
@@ -623,7 +762,7 @@ impl State {
         // With compression on, the `.gz` is what gets synced, once it is
         // made; the plain segment only has its writeback started, so that a
         // backlog of segments is not written and waited for twice.
-        let sync_segments = self.policy.gzip.is_none();
+        let sync_segments = self.policy.compress.is_none();
         let mut names: Vec<(OsString, bool)> = ids
             .into_iter()
             .map(|id| (self.segment_name(id), sync_segments))
@@ -665,56 +804,33 @@ impl State {
         self.dir.display(name)
     }
 
-    /// Brings the oldest queued segment to its final form and hands it to
-    /// the hook, or schedules a retry.
+    /// Without compression: checks the oldest queued segment and hands it
+    /// to the hook.
     fn process(&mut self, id: SegmentId) {
-        let shared = self.shared.clone();
-        // Asked right before the step that changes a final name: from then
-        // on, until the bookkeeping below, a shutdown report waits for it.
-        let mut commit = || {
-            let mut status = shared.lock();
-            status.committing = !status.stopped;
-            status.committing
-        };
         let name = self.segment_name(id);
         let len = self.dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
         // With --on-full prune, the main thread deletes no segment while
-        // this one is worked on (see `prune`).
+        // this one is looked at (see `prune`).
         let lock = self.policy.prune.clone();
         let held = lock.as_ref().map(Pruner::hold);
-        let mut prune = self.policy.prune.clone();
-        let result = match self.policy.gzip {
-            Some(level) => loop {
-                // Made at the first segment to compress, then kept for all.
-                let gzip = self.gzip.get_or_insert_with(|| Gzip::new(level));
-                let name = &self.target.name;
-                let result =
-                    compress::finish(&self.dir, name, id, gzip, self.policy.mode, &mut commit);
-                // No room for the compressed copy: the oldest segment goes.
-                match (&result, &mut prune) {
-                    (Err(e), Some(pruner)) if prune::is_no_space(e) => {
-                        match pruner.prune_for_compression(&self.dir) {
-                            Ok(true) => continue,
-                            Ok(false) => {}
-                            Err(why) => crate::warning!(
-                                "unable to make room in {}: {why}",
-                                self.dir.path().display()
-                            ),
-                        }
-                    }
-                    _ => {}
-                }
-                break result;
-            },
-            None => self.check_plain(id),
-        };
+        let result = self.check_plain(id);
         drop(held);
-        if let Some(pruner) = &mut prune {
+        if let Some(pruner) = &mut self.policy.prune {
             pruner.report();
             if result.is_ok() {
                 pruner.advanced();
             }
         }
+        self.settle(pool::Done { id, len, result }, false);
+    }
+
+    /// Takes over a segment brought to its final form (or stepped around,
+    /// or failed: then it stays queued and is retried), and hands on, in
+    /// order, every segment at the front of the queue that is done.
+    /// `committed`: its commit had begun.
+    fn settle(&mut self, done: pool::Done, committed: bool) {
+        let pool::Done { id, len, result } = done;
+        self.in_flight.retain(|&f| f != id);
         // Diagnostics first, never under the lock: a write to a stalled
         // stderr must not hold up the main loop's `finished`.
         let hook = match result {
@@ -740,8 +856,8 @@ impl State {
                 None
             }
         };
+        let shared = self.shared.clone();
         let mut status = shared.lock();
-        let committed = std::mem::take(&mut status.committing);
         shared.changed.notify_all();
         if result.is_err()
             || matches!(result, Ok(Outcome::Stopped))
@@ -751,17 +867,37 @@ impl State {
             // report.
             return;
         }
-        self.retry = None;
+        if status.queue.front() == Some(&id) {
+            // The oldest went through: whatever failed before is past.
+            self.retry = None;
+        }
+        let compressed = self.policy.compress.is_some() && matches!(result, Ok(Outcome::Done(_)));
+        status.done.push(Settled {
+            id,
+            len,
+            compressed,
+            hook,
+        });
         // Popped and handed to the hook in one step under the lock, so that
-        // a shutdown report counts it in exactly one place.
-        status.queue.pop_front();
-        let compressed = self.policy.gzip.is_some() && matches!(result, Ok(Outcome::Done(_)));
-        crate::metrics::dequeued(len, compressed, status.queue.is_empty());
-        if let (Some(hooks), Some(name)) = (&self.hooks, hook) {
-            hooks.push(self.path(&name));
+        // a shutdown report counts each in exactly one place.
+        let mut handed = false;
+        while let Some(&front) = status.queue.front() {
+            let Some(at) = status.done.iter().position(|d| d.id == front) else {
+                break;
+            };
+            let settled = status.done.swap_remove(at);
+            status.queue.pop_front();
+            let empty = status.queue.is_empty();
+            crate::metrics::dequeued(settled.len, settled.compressed, empty);
+            if let (Some(hooks), Some(name)) = (&self.hooks, settled.hook) {
+                hooks.push(self.path(&name));
+            }
+            handed = true;
         }
         drop(status);
-        self.apply_retention();
+        if handed {
+            self.apply_retention();
+        }
     }
 
     /// Without compression, a plain segment is final as it is.
@@ -853,7 +989,7 @@ mod tests {
 
     fn gzip_policy() -> Policy {
         Policy {
-            gzip: Some(1),
+            compress: Some((Method::Gzip, 1)),
             mode: 0o640,
             ..Policy::default()
         }
@@ -932,7 +1068,7 @@ mod tests {
         }
         let left = worker.stop();
         assert!(left.uncompressed.is_empty(), "{left:?}");
-        assert!(left.committing.is_none());
+        assert!(left.committing.is_empty());
         let (running, pid) = left.running.expect("a hook runs");
         assert_eq!(running, f.path("current.2026-11-21.1.gz"));
         assert!(pid.is_some());

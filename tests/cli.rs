@@ -70,6 +70,14 @@ fn usage_errors_exit_2_and_create_nothing() {
             &["--compress", "bzip2", "out/"],
             "invalid value 'bzip2' for '--compress <METHOD>'",
         ),
+        (
+            &["--compress-threads", "0", "out/"],
+            "invalid value '0' for '--compress-threads <N>'",
+        ),
+        (
+            &["--compress-threads", "65", "out/"],
+            "invalid value '65' for '--compress-threads <N>'",
+        ),
         (&["--keep", "-3", "out/"], "unexpected argument '-3'"),
         (
             &["--keep", "many", "out/"],
@@ -297,7 +305,7 @@ fn short_help_has_one_short_line_per_option() {
     // Each default is said once, by clap, not again in the text.
     for (help, flag) in [(&help, "-h"), (&help_text(&["--help"]), "--help")] {
         assert!(!help.contains("By default, this is"), "{flag}:\n{help}");
-        for default in ["[default: 100M]", "[default: 6]", "[default: 30s]"] {
+        for default in ["[default: 100M]", "[default: gzip]", "[default: 30s]"] {
             assert_eq!(help.matches(default).count(), 1, "{flag}: {default}");
         }
     }
@@ -522,8 +530,8 @@ fn generate_bash_completion_loads_and_completes() {
     assert!(out.stderr.is_empty(), "{out:?}");
     for line in [
         "complete -o bashdefault -o default -o nosort -F _logpipe logpipe",
-        "options: --compress",
-        "values: gzip none",
+        "options: --compress --compress-threads",
+        "values: gzip zstd none",
     ] {
         assert!(
             stdout.lines().any(|l| l == line),

@@ -63,8 +63,8 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// Every file of `active`'s directory whose name is a segment of it, plain
-/// or compressed (not the temporaries): (date, N, gz, path), in (date, N)
-/// order, nothing deduplicated.
+/// or compressed (not the temporaries): (date, N, compressed, path), in
+/// (date, N) order, nothing deduplicated.
 fn segment_files(active: &Path) -> Vec<(String, u64, bool, PathBuf)> {
     let dir = active.parent().unwrap();
     let prefix = format!("{}.", active.file_name().unwrap().to_string_lossy());
@@ -74,6 +74,7 @@ fn segment_files(active: &Path) -> Vec<(String, u64, bool, PathBuf)> {
             let rest = name.strip_prefix(&prefix)?;
             let (rest, gz) = rest
                 .strip_suffix(".gz")
+                .or_else(|| rest.strip_suffix(".zst"))
                 .map_or((rest, false), |r| (r, true));
             let (date, n) = rest.split_once('.')?;
             let n: u64 = n.parse().ok()?;
@@ -114,6 +115,14 @@ fn gzip_t(paths: &[PathBuf]) {
 /// `gzip -t`, that none is left plain and no temporary is left; returns
 /// the segments.
 fn assert_all_gzip(env: &TestEnv, active: &str) -> Vec<Seg> {
+    assert_all_compressed(env, active, "gzip")
+}
+
+/// Asserts that every finished segment of `active` is compressed with
+/// `method` (`gzip`: passes `gzip -t`; `zstd`: decompresses in full with a
+/// valid checksum), that none is left plain or compressed otherwise, and no
+/// temporary is left; returns the segments.
+pub fn assert_all_compressed(env: &TestEnv, active: &str, method: &str) -> Vec<Seg> {
     let dir = env.path(active).parent().unwrap().to_path_buf();
     let tmp: Vec<_> = names(&dir)
         .into_iter()
@@ -127,8 +136,19 @@ fn assert_all_gzip(env: &TestEnv, active: &str) -> Vec<Seg> {
         .map(|f| f.3.display().to_string())
         .collect();
     assert!(plain.is_empty(), "plain segments left: {}", few(&plain));
+    let suffix = if method == "zstd" { ".zst" } else { ".gz" };
+    let other: Vec<_> = files
+        .iter()
+        .map(|f| f.3.display().to_string())
+        .filter(|path| !path.ends_with(suffix))
+        .collect();
+    assert!(other.is_empty(), "not {method}: {}", few(&other));
     let paths: Vec<PathBuf> = files.into_iter().map(|f| f.3).collect();
-    gzip_t(&paths);
+    if method == "zstd" {
+        check_new_compressed(&paths, &mut BTreeSet::new());
+    } else {
+        gzip_t(&paths);
+    }
     env.segments(active)
 }
 
@@ -447,34 +467,53 @@ fn last_line_on_disk(active: &Path) -> i64 {
 /// What the test saw on disk right after the kills, before the next start.
 #[derive(Debug, Default)]
 struct KillStats {
-    /// Kills that left a `.gz.tmp` (killed mid-compression).
+    /// Kills that left a `.gz.tmp` or `.zst.tmp` (killed mid-compression).
     tmp: usize,
-    /// Kills that left a segment both plain and `.gz`.
+    /// Kills that left a segment both plain and compressed.
     both: usize,
     /// Kills that left the active file ending inside a line.
     torn: usize,
     /// The most plain segments waiting at a kill.
     max_backlog: usize,
-    /// `.gz` files under their final name checked complete.
+    /// `.gz` or `.zst` files under their final name checked complete.
     gz_checked: usize,
 }
 
-/// Checks every `.gz` under a final name in `dir` not checked before:
-/// each must decompress in full with a valid trailer.
-fn check_new_gz(dir: &Path, checked: &mut BTreeSet<(String, u64)>) -> usize {
+/// Checks every `.gz` and `.zst` under a final name in `dir` not checked
+/// before: each must decompress in full with a valid trailer or checksum.
+fn check_new_gz(dir: &Path, checked: &mut BTreeSet<(PathBuf, u64)>) -> usize {
+    let paths: Vec<PathBuf> = names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".gz") || n.ends_with(".zst"))
+        .map(|n| dir.join(n))
+        .collect();
+    check_new_compressed(&paths, checked)
+}
+
+/// Checks each of `paths` (`.gz` or `.zst`) not checked before: it must
+/// decompress in full with a valid trailer or checksum. A file gone
+/// meanwhile is skipped.
+fn check_new_compressed(paths: &[PathBuf], checked: &mut BTreeSet<(PathBuf, u64)>) -> usize {
     let mut count = 0;
-    for name in names(dir).into_iter().filter(|n| n.ends_with(".gz")) {
-        let path = dir.join(&name);
-        let Ok(meta) = fs::metadata(&path) else {
+    for path in paths {
+        let Ok(meta) = fs::metadata(path) else {
             continue;
         };
-        if !checked.insert((name.clone(), meta.ino())) {
+        if !checked.insert((path.clone(), meta.ino())) {
             continue;
         }
-        let file = File::open(&path).unwrap();
-        let mut decoder = flate2::read::GzDecoder::new(io::BufReader::new(file));
-        if let Err(e) = io::copy(&mut decoder, &mut io::sink()) {
-            panic!("{name} is under its final name but not a complete gzip file: {e}");
+        let file = io::BufReader::new(File::open(path).unwrap());
+        let result = if path.extension().is_some_and(|e| e == "zst") {
+            zstd::stream::read::Decoder::with_buffer(file)
+                .and_then(|mut decoder| io::copy(&mut decoder, &mut io::sink()))
+        } else {
+            io::copy(&mut flate2::bufread::GzDecoder::new(file), &mut io::sink())
+        };
+        if let Err(e) = result {
+            panic!(
+                "{} is under its final name but not complete: {e}",
+                path.display()
+            );
         }
         count += 1;
     }
@@ -630,6 +669,11 @@ struct CrashPlan {
     /// Each instance is killed this many milliseconds after its start, at
     /// random within the range.
     kill_after_ms: (u64, u64),
+    /// `--compress` and `--level`: a slow level, so that kills often catch
+    /// a compression under way.
+    compress: (&'static str, &'static str),
+    /// `--compress-threads`.
+    threads: &'static str,
 }
 
 /// Repeated SIGKILLs lose at most a read buffer per kill, never reorder,
@@ -644,6 +688,22 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
         rounds: 40,
         per_round: Some(8 << 20),
         kill_after_ms: (1, 30),
+        compress: ("gzip", "9"),
+        threads: "1",
+    });
+}
+
+/// The same with `--compress zstd --level 19` on two compression threads:
+/// kills during two compressions at once leave `.zst.tmp` files that the
+/// next start removes, and only complete `.zst` files under final names.
+#[test]
+fn sigkill_during_zstd_compression_leaves_a_valid_set() {
+    crash_test(CrashPlan {
+        rounds: 40,
+        per_round: Some(8 << 20),
+        kill_after_ms: (1, 30),
+        compress: ("zstd", "19"),
+        threads: "2",
     });
 }
 
@@ -657,6 +717,8 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer_long() {
         rounds: 36,
         per_round: None,
         kill_after_ms: (20, 300),
+        compress: ("gzip", "9"),
+        threads: "1",
     });
 }
 
@@ -729,14 +791,29 @@ fn crash_test(plan: CrashPlan) {
     // The last, clean run may inherit a backlog of thousands of 8 KiB
     // segments (how many depends on the machine's speed): it gets time to
     // compress them all, which is what is checked, not how fast.
-    let args = ["--size", "8K", "--level", "9", "out/"];
+    let (method, level) = plan.compress;
+    let args = [
+        "--size",
+        "8K",
+        "--compress",
+        method,
+        "--level",
+        level,
+        "--compress-threads",
+        plan.threads,
+        "out/",
+    ];
     let last_args = [
         "--shutdown-timeout",
         "600s",
         "--size",
         "8K",
+        "--compress",
+        method,
         "--level",
-        "9",
+        level,
+        "--compress-threads",
+        plan.threads,
         "out/",
     ];
     let spawn = |i: usize| -> Child {
@@ -770,7 +847,7 @@ fn crash_test(plan: CrashPlan) {
         );
         // What this kill left on disk, before the next start repairs it.
         let files = names(&out);
-        stats.tmp += usize::from(files.iter().any(|n| n.ends_with(".gz.tmp")));
+        stats.tmp += usize::from(files.iter().any(|n| n.ends_with(".tmp")));
         let segs = segment_files(&active);
         let plain: BTreeSet<_> = segs.iter().filter(|f| !f.2).map(|f| (&f.0, f.1)).collect();
         stats.max_backlog = stats.max_backlog.max(plain.len());
@@ -803,7 +880,7 @@ fn crash_test(plan: CrashPlan) {
     let run_time = started.elapsed();
 
     stats.gz_checked += check_new_gz(&out, &mut checked);
-    let segments = assert_all_gzip(&env, "out/current");
+    let segments = assert_all_compressed(&env, "out/current", method);
     check_segments(&segments, 8 << 10);
     let mut output = Vec::new();
     for seg in &segments {

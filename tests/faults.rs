@@ -415,6 +415,22 @@ fn sighup_reopens_the_active_file_by_its_path() {
 #[ignore = "needs root: mounts a tmpfs to make a real full disk"]
 fn compression_on_a_full_disk_is_retried_without_loss() {
     require_root("compression_on_a_full_disk_is_retried_without_loss", TMPFS);
+    full_disk_compression("gzip", "1");
+}
+
+/// The same with zstd on two compression threads: the failures of both
+/// are retried, and the hooks still run once each, in segment order.
+#[test]
+#[ignore = "needs root: mounts a tmpfs to make a real full disk"]
+fn zstd_on_two_threads_on_a_full_disk_is_retried_in_order() {
+    require_root(
+        "zstd_on_two_threads_on_a_full_disk_is_retried_in_order",
+        TMPFS,
+    );
+    full_disk_compression("zstd", "2");
+}
+
+fn full_disk_compression(method: &str, threads: &str) {
     let env = TestEnv::new();
     let _disk = Tmpfs::mount(&env.path("mnt"), "4m");
     let input = numbered(0, 20_000);
@@ -426,7 +442,18 @@ fn compression_on_a_full_disk_is_retried_without_loss() {
     // A second run with gzip finds the plain segments at start; there is
     // no room for their compressed copies until the filler goes.
     let filler = fill(&env.path("mnt"), 0);
-    let mut child = env.spawn(&["mnt/out/"]);
+    let hooks = env.path("hooks");
+    let hook = format!("echo >> {}", hooks.display());
+    let args = [
+        "--compress",
+        method,
+        "--compress-threads",
+        threads,
+        "--on-rotate",
+        &hook,
+        "mnt/out/",
+    ];
+    let mut child = env.spawn(&args);
     let stderr = collect_stderr(&mut child);
     drop(child.stdin.take());
     // Two failed attempts, the second a retry after the first was cleaned
@@ -438,10 +465,10 @@ fn compression_on_a_full_disk_is_retried_without_loss() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".gz.tmp"))
+        .filter(|name| name.ends_with(".tmp"))
         .collect();
-    // At most the one being written right now.
-    assert!(leftovers.len() <= 1, "{leftovers:?}");
+    // At most the ones being written right now.
+    assert!(leftovers.len() <= threads.parse().unwrap(), "{leftovers:?}");
     fs::remove_file(&filler).unwrap();
     let run = env.finish(child, "logpipe compressing on a full disk");
     assert!(run.status.success(), "{run:?}");
@@ -455,7 +482,18 @@ fn compression_on_a_full_disk_is_retried_without_loss() {
     );
     let segments = env.segments("mnt/out/current");
     assert_eq!(segments.len(), plain.len());
-    assert!(segments.iter().all(|s| s.gz), "{}", env.listing());
+    let compressed = |s: &crate::util::Seg| if method == "zstd" { s.zst } else { s.gz };
+    assert!(segments.iter().all(compressed), "{}", env.listing());
+    let called: Vec<String> = fs::read_to_string(&hooks)
+        .unwrap()
+        .lines()
+        .map(|line| line.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    let expected: Vec<String> = segments
+        .iter()
+        .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(called, expected, "hooks not once each, in order");
     let names: Vec<_> = fs::read_dir(env.path("mnt/out"))
         .unwrap()
         .flatten()

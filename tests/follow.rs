@@ -75,8 +75,8 @@ fn len(env: &TestEnv, file: &str) -> u64 {
 }
 
 /// A directory laid out by hand: two dates, numbers past 9 (which sort
-/// before 2 as strings), compressed and plain segments, a segment present
-/// in both forms, a temporary, the companion files, and another target.
+/// before 2 as strings), plain, `.gz` and `.zst` segments, segments present
+/// in two forms, temporaries, the companion files, and another target.
 fn hand_made(env: &TestEnv) -> Vec<(&'static str, Vec<u8>)> {
     fs::create_dir(env.path("out")).unwrap();
     let mut expected = Vec::new();
@@ -95,9 +95,15 @@ fn hand_made(env: &TestEnv) -> Vec<(&'static str, Vec<u8>)> {
     for i in 1..=12 {
         let name: &'static str = Box::leak(format!("out/current.2026-11-21.{i}").into_boxed_str());
         let data = content(name);
-        match i % 3 {
+        match i % 4 {
             0 => plain(env, &format!("{name}.gz"), &gzip(&data)),
             1 => plain(env, name, &data),
+            // After a change to --compress zstd.
+            3 => plain(
+                env,
+                &format!("{name}.zst"),
+                &zstd::encode_all(&data[..], 3).unwrap(),
+            ),
             _ => {
                 // Both forms, as while the worker compresses: read once.
                 plain(env, name, &data);
@@ -110,6 +116,11 @@ fn hand_made(env: &TestEnv) -> Vec<(&'static str, Vec<u8>)> {
     // Never read: a temporary, the companions, another target's segment,
     // a name with a suffix logpipe does not write.
     plain(env, "out/current.2026-11-21.13.gz.tmp", b"half a gzip");
+    plain(
+        env,
+        "out/current.2026-11-21.13.zst.tmp",
+        b"half a zstd frame",
+    );
     plain(env, "out/.current.lock", b"4242\n");
     plain(env, "out/.current.state", b"2026-11-21.13\n");
     plain(env, "out/current.2026-11-21.14.bak", b"a copy\n");
@@ -554,4 +565,28 @@ fn follow_goes_on_across_restarts_of_the_writer() {
     assert_eq!(wait_exit(&env, follower), Some(0));
     assert_eq!(fs::read_to_string(env.path("followed.err")).unwrap(), "");
     assert_eq!(sha(&fs::read(env.path("followed")).unwrap()), sha(&all));
+}
+
+/// A target written with zstd, then gzip (a change of `--compress`): read
+/// back whole, each segment once.
+#[test]
+fn read_takes_zstd_and_gzip_segments_alike() {
+    let env = TestEnv::new();
+    let mut all = Vec::new();
+    for method in ["zstd", "gzip", "zstd"] {
+        let mut input = Vec::new();
+        Corpus::new(all.len() as u64 + 7).fill(&mut input, 1 << 20);
+        let run = env.run(&["--compress", method, "--size", "64K", "out/"], &input);
+        assert!(run.status.success(), "{run:?}");
+        all.extend_from_slice(&input);
+    }
+    let names: Vec<String> = fs::read_dir(env.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".zst")));
+    assert!(names.iter().any(|n| n.ends_with(".gz")));
+    let (code, stdout, stderr) = read(&env, &["--read", "out/"]);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    assert_eq!(sha(&stdout), sha(&all));
 }

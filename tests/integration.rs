@@ -23,3 +23,4 @@ mod time;
 mod util;
 mod worker;
 mod zone;
+mod zst;

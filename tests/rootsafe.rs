@@ -234,11 +234,16 @@ fn a_name_too_long_for_segments_is_refused_at_start() {
         run.stderr
     );
     assert!(!env.path("out").exists(), "nothing created");
-    // The longest name that fits works, through rotations.
-    let name = "n".repeat(255 - ".2026-11-21.1.gz.tmp".len());
-    let run = env.run(&["--name", &name, "--size", "4", "out/"], b"a\nb\nc\n");
-    assert!(run.status.success(), "{run:?}");
-    assert_eq!(env.collated(&format!("out/{name}")), b"a\nb\nc\n");
+    // The longest name that fits works, through rotations, with the
+    // longest temporary name (zstd's).
+    let name = "n".repeat(255 - ".2026-11-21.1.zst.tmp".len());
+    for method in ["gzip", "zstd"] {
+        let env = TestEnv::new();
+        let args = ["--name", &name, "--size", "4", "--compress", method, "out/"];
+        let run = env.run(&args, b"a\nb\nc\n");
+        assert!(run.status.success(), "{method}: {run:?}");
+        assert_eq!(env.collated(&format!("out/{name}")), b"a\nb\nc\n");
+    }
 }
 
 /// No segment number left is not a full disk: logpipe stops with exit 1

@@ -17,13 +17,14 @@ use sha2::{Digest, Sha256};
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// A finished segment as the test sees it: `<active>.<date>.<n>`, or
-/// `<active>.<date>.<n>.gz` once compressed.
+/// `<active>.<date>.<n>.gz` or `.zst` once compressed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Seg {
     pub date: String,
     pub n: u64,
     pub path: PathBuf,
     pub gz: bool,
+    pub zst: bool,
 }
 
 impl Seg {
@@ -31,6 +32,10 @@ impl Seg {
     pub fn read(&self) -> Vec<u8> {
         let bytes =
             fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()));
+        if self.zst {
+            return zstd::stream::decode_all(&bytes[..])
+                .unwrap_or_else(|e| panic!("decompress {}: {e}", self.path.display()));
+        }
         if !self.gz {
             return bytes;
         }
@@ -42,9 +47,19 @@ impl Seg {
     }
 
     /// The length of the content: the file's, or the gzip trailer's (the
-    /// last 4 bytes: the length modulo 2^32).
+    /// last 4 bytes: the length modulo 2^32), or for zstd what it
+    /// decompresses to.
     pub fn len(&self) -> u64 {
         use std::os::unix::fs::FileExt;
+        if self.zst {
+            let Ok(file) = fs::File::open(&self.path) else {
+                return 0;
+            };
+            let Ok(decoder) = zstd::stream::read::Decoder::new(file) else {
+                return 0;
+            };
+            return io::copy(&mut { decoder }, &mut io::sink()).unwrap_or(0);
+        }
         let Ok(file) = fs::File::open(&self.path) else {
             return 0;
         };
@@ -67,7 +82,11 @@ impl Seg {
     pub fn hash_into(&self, hasher: &mut Sha256) {
         let file = fs::File::open(&self.path)
             .unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
-        if self.gz {
+        if self.zst {
+            let decoder = zstd::stream::read::Decoder::new(file)
+                .unwrap_or_else(|e| panic!("decompress {}: {e}", self.path.display()));
+            hash_reader(hasher, decoder, &self.path);
+        } else if self.gz {
             hash_reader(
                 hasher,
                 flate2::read::GzDecoder::new(io::BufReader::new(file)),
@@ -263,6 +282,10 @@ pub fn segments_in(active: &Path) -> Vec<Seg> {
                 Some(rest) => (rest, true),
                 None => (rest, false),
             };
+            let (rest, zst) = match rest.strip_suffix(".zst") {
+                Some(rest) if !gz => (rest, true),
+                _ => (rest, false),
+            };
             let (date, n) = rest.split_once('.')?;
             let date_ok = date.len() == 10
                 && date.bytes().enumerate().all(|(i, b)| {
@@ -278,12 +301,14 @@ pub fn segments_in(active: &Path) -> Vec<Seg> {
                 n: n.parse().unwrap(),
                 path: e.path(),
                 gz,
+                zst,
             })
         })
         .collect();
     segs.sort();
     // Between the rename of `X.gz` into place and the unlink of `X`, both
-    // exist with the same content: count the segment once (plain first).
+    // exist with the same content: count the segment once (plain first;
+    // `.gz` before `.zst` when a change of --compress left both).
     segs.dedup_by(|later, earlier| later.date == earlier.date && later.n == earlier.n);
     segs
 }
@@ -374,7 +399,8 @@ impl TestEnv {
         let active = self.path(active);
         let name = |path: &Path| {
             let name = path.file_name().unwrap().to_string_lossy();
-            name.strip_suffix(".gz").unwrap_or(&name).to_string()
+            let name = name.strip_suffix(".gz").unwrap_or(&name);
+            name.strip_suffix(".zst").unwrap_or(name).to_string()
         };
         let mut files: Vec<_> = segments_in(&active)
             .iter()

@@ -1,24 +1,24 @@
 //! One finished segment, opened in whichever form holds it now.
 //!
 //! A segment is read from its plain file while that is there, and from
-//! its compressed file once the worker removed the plain one: the worker
-//! removes `X` only after `X.gz` is complete under its final name, so one
-//! of the two always holds the whole segment, and a segment listed in both
-//! forms is read once. A temporary (`X.gz.tmp`) is never read.
+//! its compressed file (`X.gz` or `X.zst`) once the worker removed the
+//! plain one: the worker removes `X` only after the compressed file is
+//! complete under its final name, so one of them always holds the whole
+//! segment, and a segment listed in several forms is read once. A
+//! temporary (`X.gz.tmp`, `X.zst.tmp`) is never read.
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use flate2::read::MultiGzDecoder;
-
+use crate::codec::Method;
 use crate::inventory::{self, Form};
 use crate::naming::SegmentId;
 use crate::sys::{Access, Dir};
 
 /// The forms a finished segment is read from, in the order tried.
-const READABLE: [Form; 2] = [Form::Plain, Form::Gzip];
+const READABLE: [Form; 3] = [Form::Plain, Form::Gzip, Form::Zstd];
 
 /// What [`Source::open`] found.
 pub enum Opened {
@@ -26,14 +26,14 @@ pub enum Opened {
     Source(Source, PathBuf),
     /// No form of it is there any more.
     Missing,
-    /// Only forms that are not regular files (said already).
+    /// Only forms that could not be opened or decoded (said already).
     Refused,
 }
 
 /// A segment's uncompressed content.
 pub enum Source {
     Plain(File),
-    Gzip(Box<MultiGzDecoder<BufReader<File>>>),
+    Compressed(Box<dyn Read>),
 }
 
 impl Source {
@@ -52,11 +52,16 @@ impl Source {
                     continue;
                 }
             };
-            let source = match form {
-                Form::Gzip => Source::Gzip(Box::new(MultiGzDecoder::new(
-                    BufReader::with_capacity(128 << 10, file),
-                ))),
-                _ => Source::Plain(file),
+            let source = match Method::of_form(form) {
+                Some(method) => match method.decoder(file) {
+                    Ok(decoder) => Source::Compressed(decoder),
+                    Err(e) => {
+                        crate::warning!("not reading {}: {e}", dir.display(&name).display());
+                        refused = true;
+                        continue;
+                    }
+                },
+                None => Source::Plain(file),
             };
             return Opened::Source(source, dir.display(&name));
         }
@@ -71,7 +76,7 @@ impl Source {
     pub fn skip(&mut self, n: u64) -> io::Result<()> {
         match self {
             Source::Plain(file) => file.seek(SeekFrom::Start(n)).map(drop),
-            Source::Gzip(decoder) => {
+            Source::Compressed(decoder) => {
                 let skipped = io::copy(&mut decoder.by_ref().take(n), &mut io::sink())?;
                 if skipped < n {
                     return Err(io::Error::new(
@@ -89,7 +94,7 @@ impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Source::Plain(file) => file.read(buf),
-            Source::Gzip(decoder) => decoder.read(buf),
+            Source::Compressed(decoder) => decoder.read(buf),
         }
     }
 }
