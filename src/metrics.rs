@@ -17,7 +17,6 @@
 //! which replaces the name itself and never follows a symbolic link there.
 //! A failure to write is a warning, said once per run of failures.
 
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::sys::Dir;
+use crate::sys::Placed;
 
 /// Permission bits of the metrics file: node_exporter often runs as
 /// another user, and nothing in it is secret beyond the target's path.
@@ -532,16 +531,14 @@ pub struct Prepared {
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
-            .field("file", &self.writer.dir.display(&self.writer.name))
+            .field("file", &self.writer.file.path())
             .finish()
     }
 }
 
 /// The file and what is needed to write it.
 struct Writer {
-    dir: Dir,
-    name: OsString,
-    temp: OsString,
+    file: Placed,
     target: String,
     start_time: f64,
     /// A run of failures was reported.
@@ -555,28 +552,13 @@ impl Metrics {
     /// file's path, the `target` label. Nothing is written until
     /// [`Metrics::start`].
     pub fn prepare(options: &Options, active: &Path) -> Result<Prepared> {
-        let file = &options.file;
-        let name = file
-            .file_name()
-            .with_context(|| format!("unable to use --metrics {}: no file name", file.display()))?
-            .to_os_string();
-        let parent = match file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let dir = Dir::open(parent)
-            .with_context(|| format!("unable to open directory {}", parent.display()))?;
-        let mut temp = OsString::from(".");
-        temp.push(&name);
-        temp.push(".tmp");
+        let file = Placed::open(&options.file, "--metrics")?;
         let start_time = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         Ok(Prepared {
             writer: Writer {
-                dir,
-                name,
-                temp,
+                file,
                 target: label(active),
                 start_time,
                 failing: false,
@@ -652,10 +634,7 @@ impl Writer {
             Ok(()) => self.failing = false,
             Err(e) if !self.failing => {
                 self.failing = true;
-                crate::warning!(
-                    "unable to write {}: {e}",
-                    self.dir.display(&self.name).display()
-                );
+                crate::warning!("unable to write {}: {e}", self.file.path().display());
             }
             Err(_) => {}
         }
@@ -663,8 +642,7 @@ impl Writer {
 
     /// The temporary, written whole, then renamed over the final name.
     fn replace(&self, text: &[u8]) -> io::Result<()> {
-        self.dir
-            .replace(&self.name, &self.temp, FILE_MODE, text, false)
+        self.file.replace(FILE_MODE, text, false)
     }
 }
 

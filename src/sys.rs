@@ -525,6 +525,48 @@ impl Dir {
     }
 }
 
+/// A file named on the command line, outside the target (`--metrics`,
+/// `--cursor`): its directory, opened once (a symbolic link there is
+/// followed, as for TARGET), its name in it, and `.NAME.tmp`, the
+/// temporary through which it is replaced whole ([`Dir::replace`]).
+#[derive(Debug)]
+pub struct Placed {
+    pub dir: Dir,
+    pub name: OsString,
+    pub temp: OsString,
+}
+
+impl Placed {
+    /// Opens the directory of `path`, given with `option`.
+    pub fn open(path: &Path, option: &str) -> anyhow::Result<Placed> {
+        use anyhow::Context;
+        let name = path
+            .file_name()
+            .with_context(|| format!("unable to use {option} {}: no file name", path.display()))?
+            .to_os_string();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = Dir::open(parent)
+            .with_context(|| format!("unable to open directory {}", parent.display()))?;
+        let mut temp = OsString::from(".");
+        temp.push(&name);
+        temp.push(".tmp");
+        Ok(Placed { dir, name, temp })
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.display(&self.name)
+    }
+
+    /// Replaces the file whole with `text` ([`Dir::replace`]).
+    pub fn replace(&self, mode: u32, text: &[u8], sync: bool) -> io::Result<()> {
+        self.dir.replace(&self.name, &self.temp, mode, text, sync)
+    }
+}
+
 /// `O_NOFOLLOW` on a symbolic link fails with `ELOOP`, whose text ("too
 /// many levels of symbolic links") reads as a loop; say what it is.
 fn symlink_error(e: rustix::io::Errno) -> io::Error {

@@ -8,7 +8,6 @@
 //! flow, and one at a clean stop. After a SIGKILL the lines read since the
 //! last save are read again; none is missed.
 
-use std::ffi::OsString;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::position::Position;
-use crate::sys::{Access, Dir};
+use crate::sys::{Access, Placed};
 
 /// The longest time between two saves while lines flow.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -27,11 +26,8 @@ const MODE: u32 = 0o644;
 /// The cursor file.
 #[derive(Debug)]
 pub struct Cursor {
-    /// The cursor's directory, opened once.
-    dir: Dir,
-    name: OsString,
-    /// `.NAME.tmp`, the temporary a save writes.
-    temp: OsString,
+    /// The cursor file, in its directory opened once.
+    file: Placed,
     path: PathBuf,
     /// What the file holds now.
     saved: Option<Position>,
@@ -42,23 +38,9 @@ impl Cursor {
     /// Opens the directory of `path` (following a symbolic link there,
     /// once, as for TARGET) and reads the position it holds, if any.
     pub fn open(path: &Path) -> Result<Cursor> {
-        let name = path
-            .file_name()
-            .with_context(|| format!("unable to use --cursor {}: no file name", path.display()))?
-            .to_os_string();
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let dir = Dir::open(parent)
-            .with_context(|| format!("unable to open directory {}", parent.display()))?;
-        let mut temp = OsString::from(".");
-        temp.push(&name);
-        temp.push(".tmp");
+        let file = Placed::open(path, "--cursor")?;
         let mut cursor = Cursor {
-            dir,
-            name,
-            temp,
+            file,
             path: path.to_path_buf(),
             saved: None,
             last_save: Instant::now(),
@@ -75,7 +57,7 @@ impl Cursor {
     fn read(&self) -> Result<Option<Position>> {
         let context = || format!("unable to read cursor {}", self.path.display());
         let mut text = String::new();
-        match self.dir.open_file(&self.name, Access::Read) {
+        match self.file.dir.open_file(&self.file.name, Access::Read) {
             Ok(mut file) => {
                 file.read_to_string(&mut text).with_context(context)?;
             }
@@ -108,8 +90,8 @@ impl Cursor {
             return Ok(());
         }
         let text = format!("{position}\n");
-        self.dir
-            .replace(&self.name, &self.temp, MODE, text.as_bytes(), true)
+        self.file
+            .replace(MODE, text.as_bytes(), true)
             .with_context(|| format!("unable to write cursor {}", self.path.display()))?;
         self.saved = Some(position);
         Ok(())
