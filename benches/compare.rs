@@ -41,6 +41,9 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[allow(dead_code)]
+#[path = "common/scratch.rs"]
+mod scratch;
 #[path = "common/stats.rs"]
 mod stats;
 #[allow(dead_code)]
@@ -61,6 +64,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use corpus::Corpus;
+use scratch::env_number;
 use stats::median;
 
 const SEED: u64 = 0x5eed;
@@ -206,8 +210,8 @@ fn main() {
         return;
     }
     let parts = std::env::var("LOGPIPE_BENCH").unwrap_or("peers,scaling,latency".into());
-    let mib = env_u64("LOGPIPE_BENCH_MB", 1024).max(1);
-    let runs = env_u64("LOGPIPE_BENCH_RUNS", 5).max(1) as usize;
+    let mib = env_number("LOGPIPE_BENCH_MB", 1024);
+    let runs = env_number("LOGPIPE_BENCH_RUNS", 5) as usize;
     let (scratch, fresh) = match std::env::var_os("LOGPIPE_BENCH_DIR") {
         Some(dir) => (PathBuf::from(dir), false),
         None => {
@@ -822,17 +826,6 @@ fn percentile(xs: &[f64], p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * (xs.len() - 1) as f64).round() as usize;
     xs[rank]
-}
-
-/// A whole-number environment variable, or `default` when unset.
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
 }
 
 /// Writes at least `bytes` made by `fill` to `path` in [`BLOCK`]-sized

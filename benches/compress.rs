@@ -36,6 +36,9 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[allow(dead_code)]
+#[path = "common/scratch.rs"]
+mod scratch;
 #[path = "common/stats.rs"]
 mod stats;
 
@@ -51,6 +54,7 @@ use std::time::{Duration, Instant};
 use logpipe::codec::{Compressor, Method};
 
 use corpus::Corpus;
+use scratch::env_number;
 use stats::median;
 
 const SEGMENT: usize = 64 << 20;
@@ -84,16 +88,9 @@ fn env_str(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let parts = env_str("LOGPIPE_BENCH", "codec,e2e");
-    let runs = env_u64("LOGPIPE_BENCH_RUNS", 3).max(1) as usize;
+    let runs = env_number("LOGPIPE_BENCH_RUNS", 3) as usize;
     let scratch =
         std::env::temp_dir().join(format!("logpipe-compress-bench-{}", std::process::id()));
     fs::create_dir(&scratch).expect("create the scratch directory");
@@ -101,7 +98,7 @@ fn main() {
         Some(path) => PathBuf::from(path),
         None => {
             let path = scratch.join("corpus.log");
-            let mib = env_u64("LOGPIPE_BENCH_MB", 1024).max(1);
+            let mib = env_number("LOGPIPE_BENCH_MB", 1024);
             let mut data = Vec::with_capacity((mib << 20) as usize + (1 << 20));
             Corpus::new(0x5eed).fill(&mut data, (mib << 20) as usize);
             fs::write(&path, &data).expect("write the corpus");
@@ -397,8 +394,8 @@ fn e2e(scratch: &Path, corpus: &Path, bytes: u64, runs: usize) -> Vec<(Case, Sam
 /// The sustained rate of each case of `LOGPIPE_BENCH_SUSTAINED`.
 fn sustained(scratch: &Path, corpus: &Path) {
     let bin = logpipe_binary();
-    let secs = env_u64("LOGPIPE_BENCH_SECS", 120).max(10);
-    let steps = env_u64("LOGPIPE_BENCH_STEPS", 4).max(1);
+    let secs = env_number("LOGPIPE_BENCH_SECS", 120).max(10);
+    let steps = env_number("LOGPIPE_BENCH_STEPS", 4);
     let cases = env_str("LOGPIPE_BENCH_SUSTAINED", "gzip-6-1,zstd-3-1,zstd-3-2");
     // The producer repeats the first 64 MiB of the corpus.
     let mut data = vec![0; SEGMENT];

@@ -351,16 +351,7 @@ mod tests {
     }
 
     fn meta(uid: u32, kind: Kind, len: u64) -> Meta {
-        Meta {
-            kind,
-            len,
-            nlink: 1,
-            uid,
-            gid: 0,
-            dev: 1,
-            ino: len,
-            modified: SystemTime::UNIX_EPOCH,
-        }
+        Meta::made_up(kind, uid, len, SystemTime::UNIX_EPOCH)
     }
 
     #[test]

@@ -236,16 +236,7 @@ mod tests {
     }
 
     fn meta(kind: Kind, uid: u32, len: u64, finished: SystemTime) -> Meta {
-        Meta {
-            kind,
-            len,
-            nlink: 1,
-            uid,
-            gid: 0,
-            dev: 1,
-            ino: len,
-            modified: finished,
-        }
+        Meta::made_up(kind, uid, len, finished)
     }
 
     #[test]

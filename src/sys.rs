@@ -116,6 +116,22 @@ impl Meta {
         self.kind == Kind::Regular && is_our_uid(self.uid) && self.nlink == 1
     }
 
+    /// A made-up `Meta` for unit tests of decisions taken from `fstatat`:
+    /// one name, group 0, and the length as inode number.
+    #[cfg(test)]
+    pub fn made_up(kind: Kind, uid: u32, len: u64, modified: SystemTime) -> Meta {
+        Meta {
+            kind,
+            len,
+            nlink: 1,
+            uid,
+            gid: 0,
+            dev: 1,
+            ino: len,
+            modified,
+        }
+    }
+
     /// Whether two metas describe the same inode.
     pub fn same_file(&self, other: &Meta) -> bool {
         self.dev == other.dev && self.ino == other.ino

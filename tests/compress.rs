@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, lines, mixed};
 use crate::util::{
     Seg, TestEnv, check_segments, collated_sha_of, require_program, segments_in, sha,
 };
@@ -23,27 +23,6 @@ use crate::util::{
 /// logpipe's read buffer (`reader::BUFFER_SIZE`): the most input one kill
 /// may lose.
 const READ_BUFFER: u64 = 256 * 1024;
-
-/// A seeded corpus: realistic lines with hostile ones (NULs, CR LF, bytes
-/// that are not UTF-8, lines of every length up to 300) every MiB, and some
-/// lines longer than a 16 KiB segment.
-fn corpus(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut corpus = Corpus::new(seed);
-    let mut out = Vec::with_capacity(bytes + (1 << 20));
-    while out.len() < bytes {
-        corpus.hostile(&mut out);
-        corpus.fill(&mut out, 1 << 20);
-        corpus.long_line(&mut out, 40 << 10);
-    }
-    out
-}
-
-/// Realistic lines only, at least `bytes` of them.
-fn lines(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    Corpus::new(seed).fill(&mut out, bytes);
-    out
-}
 
 /// A gzip stream of `data` at the default level.
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -155,7 +134,7 @@ pub fn assert_all_compressed(env: &TestEnv, active: &str, method: &str) -> Vec<S
 /// Gzip over hundreds of rotations is byte-exact; every segment is a `.gz` passing `gzip -t`.
 #[test]
 fn gzip_round_trip_is_exact_over_hundreds_of_rotations() {
-    let mut input = corpus(0xc0_0001, 4 << 20);
+    let mut input = mixed(0xc0_0001, 4 << 20);
     input.extend_from_slice(b"the last line has no newline");
     let env = TestEnv::new();
     let run = env.run(&["--size", "16K", "out/"], &input);
@@ -174,7 +153,7 @@ fn gzip_round_trip_is_exact_over_hundreds_of_rotations() {
 /// `--compress none` leaves plain segments only (no `.gz`, no temporary), byte-exact.
 #[test]
 fn compress_none_leaves_plain_segments_only() {
-    let input = corpus(0xc0_0002, 2 << 20);
+    let input = mixed(0xc0_0002, 2 << 20);
     let env = TestEnv::new();
     let run = env.run(&["--compress", "none", "--size", "16K", "out/"], &input);
     assert!(run.status.success(), "{run:?}");
@@ -200,7 +179,7 @@ fn compress_none_leaves_plain_segments_only() {
 /// `--level 1` and `--level 9` round-trip exactly through valid gzip, and 9 is smaller than 1.
 #[test]
 fn levels_1_and_9_round_trip_and_differ() {
-    let input = corpus(0xc0_0003, 2 << 20);
+    let input = mixed(0xc0_0003, 2 << 20);
     let mut compressed = BTreeMap::new();
     for level in ["1", "9"] {
         let env = TestEnv::new();
@@ -323,7 +302,7 @@ fn crash_leftovers_are_recovered_at_start() {
 /// A backlog of plain segments at end of input is compressed before exit; byte-exact.
 #[test]
 fn the_backlog_drains_before_exit() {
-    let input = corpus(0xc0_0004, 2 << 20);
+    let input = mixed(0xc0_0004, 2 << 20);
     let env = TestEnv::new();
     let args = ["--level", "9", "--size", "4K", "out/"];
     let mut child = env.spawn(&args);
@@ -359,7 +338,7 @@ fn shutdown_timeout_zero_leaves_the_backlog_to_the_next_start() {
     // 16 MB in 256 KiB segments at level 9: read in a moment, compressed
     // in a good part of a second, so segments are still queued at the end
     // of input.
-    let input = corpus(0xc0_0005, 16 << 20);
+    let input = mixed(0xc0_0005, 16 << 20);
     let env = TestEnv::new();
     let args = [
         "--shutdown-timeout",

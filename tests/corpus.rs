@@ -168,3 +168,24 @@ impl Corpus {
         out.push(b'\n');
     }
 }
+
+/// Realistic lines only, at least `bytes` of them, from `seed`.
+pub fn lines(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    Corpus::new(seed).fill(&mut out, bytes);
+    out
+}
+
+/// Realistic lines with hostile ones (NULs, CR LF, bytes that are not
+/// UTF-8, lines of every length up to 300) every MiB, and lines longer
+/// than a 16 KiB segment: at least `bytes`, from `seed`.
+pub fn mixed(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut corpus = Corpus::new(seed);
+    let mut out = Vec::with_capacity(bytes + (1 << 20));
+    while out.len() < bytes {
+        corpus.hostile(&mut out);
+        corpus.fill(&mut out, 1 << 20);
+        corpus.long_line(&mut out, 40 << 10);
+    }
+    out
+}

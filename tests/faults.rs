@@ -484,16 +484,7 @@ fn full_disk_compression(method: &str, threads: &str) {
     assert_eq!(segments.len(), plain.len());
     let compressed = |s: &crate::util::Seg| if method == "zstd" { s.zst } else { s.gz };
     assert!(segments.iter().all(compressed), "{}", env.listing());
-    let called: Vec<String> = fs::read_to_string(&hooks)
-        .unwrap()
-        .lines()
-        .map(|line| line.rsplit('/').next().unwrap_or_default().to_string())
-        .collect();
-    let expected: Vec<String> = segments
-        .iter()
-        .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(called, expected, "hooks not once each, in order");
+    crate::util::assert_hooked_in_order(&hooks, &segments, method);
     let names: Vec<_> = fs::read_dir(env.path("mnt/out"))
         .unwrap()
         .flatten()

@@ -7,14 +7,8 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use crate::corpus::Corpus;
+use crate::corpus::lines;
 use crate::util::{Seg, TestEnv, check_segments, collated_sha_of, segments_in, sha};
-
-fn lines(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    Corpus::new(seed).fill(&mut out, bytes);
-    out
-}
 
 /// The instant the manual clock (`--debug-clock`) shows in the tests that
 /// name segments after the day: the real date could change mid-test.

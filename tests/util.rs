@@ -259,6 +259,21 @@ impl TestEnv {
     }
 }
 
+/// Checks that the hook recorded in `hooks` (one segment path a line) ran
+/// once for each of `segments`, in their order.
+pub fn assert_hooked_in_order(hooks: &Path, segments: &[Seg], what: &str) {
+    let called: Vec<String> = fs::read_to_string(hooks)
+        .unwrap()
+        .lines()
+        .map(|line| line.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    let expected: Vec<String> = segments
+        .iter()
+        .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(called, expected, "{what}: hooks not once each, in order");
+}
+
 /// The finished segments beside the active file `active`, in (date, N)
 /// order.
 pub fn segments_in(active: &Path) -> Vec<Seg> {

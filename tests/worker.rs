@@ -12,14 +12,8 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::corpus::Corpus;
+use crate::corpus::lines;
 use crate::util::{TestEnv, clock_line, collated_sha_of, sha};
-
-fn lines(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    Corpus::new(seed).fill(&mut out, bytes);
-    out
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));

@@ -7,33 +7,14 @@ use std::fs;
 use std::process::{Command, Stdio};
 
 use crate::compress::assert_all_compressed;
-use crate::corpus::Corpus;
+use crate::corpus::{lines, mixed};
 use crate::util::{TestEnv, check_segments, ensure_program, sha};
-
-/// Realistic lines with hostile ones (NULs, CR LF, bytes that are not
-/// UTF-8) every MiB, and lines longer than a 16 KiB segment.
-fn corpus(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut corpus = Corpus::new(seed);
-    let mut out = Vec::with_capacity(bytes + (1 << 20));
-    while out.len() < bytes {
-        corpus.hostile(&mut out);
-        corpus.fill(&mut out, 1 << 20);
-        corpus.long_line(&mut out, 40 << 10);
-    }
-    out
-}
-
-fn lines(seed: u64, bytes: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    Corpus::new(seed).fill(&mut out, bytes);
-    out
-}
 
 /// Zstd over hundreds of rotations is byte-exact; every segment is a `.zst`
 /// that decompresses in full with a valid checksum; nothing else is left.
 #[test]
 fn zstd_round_trip_is_exact_over_hundreds_of_rotations() {
-    let mut input = corpus(0x2570_0001, 4 << 20);
+    let mut input = mixed(0x2570_0001, 4 << 20);
     input.extend_from_slice(b"the last line has no newline");
     let env = TestEnv::new();
     let run = env.run(&["--compress", "zstd", "--size", "16K", "out/"], &input);
@@ -51,7 +32,7 @@ fn zstd_round_trip_is_exact_over_hundreds_of_rotations() {
 /// `--level 1` and `--level 19` round-trip exactly, and 19 is smaller.
 #[test]
 fn zstd_levels_1_and_19_round_trip_and_differ() {
-    let input = corpus(0x2570_0002, 2 << 20);
+    let input = mixed(0x2570_0002, 2 << 20);
     let mut compressed = BTreeMap::new();
     for level in ["1", "19"] {
         let env = TestEnv::new();
@@ -80,7 +61,7 @@ fn zstd_levels_1_and_19_round_trip_and_differ() {
 fn debian_zstd_checks_and_reads_every_segment() {
     ensure_program("zstd", "zstd");
     ensure_program("zstdcat", "zstd");
-    let input = corpus(0x2570_0003, 8 << 20);
+    let input = mixed(0x2570_0003, 8 << 20);
     let env = TestEnv::new();
     let run = env.run(&["--compress", "zstd", "--size", "256K", "out/"], &input);
     assert!(run.status.success(), "{run:?}");
@@ -235,7 +216,7 @@ fn levels_are_checked_per_method() {
 fn two_compression_threads_keep_content_and_hook_order() {
     for method in ["gzip", "zstd"] {
         let env = TestEnv::new();
-        let input = corpus(0x2570_0300, 4 << 20);
+        let input = mixed(0x2570_0300, 4 << 20);
         let hooks = env.path("hooks");
         let hook = format!("echo >> {}", hooks.display());
         let args = [
@@ -255,15 +236,6 @@ fn two_compression_threads_keep_content_and_hook_order() {
         let segments = assert_all_compressed(&env, "out/current", method);
         assert!(segments.len() >= 200, "{method}: {}", segments.len());
         assert_eq!(env.collated_sha("out/current"), sha(&input), "{method}");
-        let called: Vec<String> = fs::read_to_string(&hooks)
-            .unwrap()
-            .lines()
-            .map(|line| line.rsplit('/').next().unwrap_or_default().to_string())
-            .collect();
-        let expected: Vec<String> = segments
-            .iter()
-            .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(called, expected, "{method}: hooks out of order");
+        crate::util::assert_hooked_in_order(&hooks, &segments, method);
     }
 }
