@@ -625,6 +625,42 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A listing is one snapshot: while another thread renames files back
+    /// and forth, every file is listed under exactly one of its names,
+    /// also when the directory needs more than the first buffer.
+    #[test]
+    fn a_listing_never_misses_or_doubles_a_file_being_renamed() {
+        const FILES: usize = 12_000;
+        let (tmp, dir) = dir();
+        for i in 0..FILES {
+            std::fs::write(tmp.path().join(format!("segment.{i}")), "").unwrap();
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (path, stop) = (tmp.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                let mut renamed = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in (0..FILES).step_by(7) {
+                        let (a, b) = (
+                            path.join(format!("segment.{i}")),
+                            path.join(format!("segment.{i}.gz")),
+                        );
+                        let (from, to) = if a.exists() { (a, b) } else { (b, a) };
+                        std::fs::rename(from, to).unwrap();
+                        renamed += 1;
+                    }
+                }
+                renamed
+            })
+        };
+        for _ in 0..30 {
+            assert_eq!(dir.list().unwrap().len(), FILES);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(renamer.join().unwrap() > 0);
+    }
+
     fn dir() -> (tempfile::TempDir, Dir) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
