@@ -6,9 +6,9 @@
 //!
 //! - **codec**: one 64 MiB segment, compressed alternately by the code the
 //!   worker uses (`logpipe::codec::Compressor`: one state reused, reading
-//!   the file and writing to nowhere) and by `gzip -c -N FILE` or
-//!   `zstd -T1 -c -N FILE`, for gzip 1/6/9 and zstd 1/3/9/19. MB of input
-//!   per second of wall time.
+//!   the file and writing to nowhere; zstd with one worker thread) and by
+//!   `gzip -c -N FILE` or `zstd -T1 -c -N FILE`, for gzip 1/6/9 and zstd
+//!   1/3/9/19. MB of input per second of wall time.
 //! - **e2e**: `cat CORPUS | logpipe --size 64M --compress M --level N
 //!   --compress-threads T DIR/` until logpipe exits (every segment
 //!   compressed), for gzip 1/6/9 and zstd 1/3/9/19 and each T of
@@ -154,7 +154,7 @@ fn codec(scratch: &Path, corpus: &Path, runs: usize) {
     for &(method, level) in LEVELS {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut our_size, mut their_size) = (0, 0);
-        let mut compressor = Compressor::new(method, level).expect("a compressor");
+        let mut compressor = Compressor::new(method, level, 1).expect("a compressor");
         for _ in 0..runs {
             let start = Instant::now();
             let mut input = File::open(&segment).expect("open the segment");

@@ -199,12 +199,13 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL")]
     pub level: Option<u32>,
 
-    /// Compress up to N waiting segments at once.
+    /// Compress on up to N threads.
     ///
-    /// Each on its own thread, with its own compressor, when finished
-    /// segments wait: memory grows by one compressor per thread (about
-    /// 0.5 MiB for gzip, a few MiB for zstd at low levels, about 100 MiB
-    /// at zstd 19). Hooks still run in segment order. 1 to 64.
+    /// gzip compresses up to N waiting segments at once, each on its own
+    /// thread with its own compressor (about 0.5 MiB each). zstd compresses
+    /// one segment at a time with N threads of its own (a few MiB each at
+    /// low levels, up to 100 MiB at level 19). Hooks still run in segment
+    /// order. 1 to 64.
     #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub compress_threads: u16,
 

@@ -676,7 +676,7 @@ mod tests {
         }
 
         fn finish_as(&self, method: Method, n: u64, commit: &mut dyn FnMut() -> bool) -> Outcome {
-            let mut compressor = Compressor::new(method, 1).unwrap();
+            let mut compressor = Compressor::new(method, 1, 1).unwrap();
             finish(
                 &self.dir,
                 OsStr::new("current"),
@@ -707,7 +707,7 @@ mod tests {
     fn compressed(method: Method, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let level = method.default_level();
-        Compressor::new(method, level)
+        Compressor::new(method, level, 1)
             .unwrap()
             .compress(&mut &data[..], &mut out)
             .unwrap();

@@ -1,7 +1,16 @@
-//! The compression threads of `--compress-threads`: a fixed number of
-//! threads, each with its own compressor, that bring finished segments to
-//! their compressed form ([`compress::finish`]) while the worker thread
-//! keeps the order.
+//! The compression threads of `--compress-threads`: threads that bring
+//! finished segments to their compressed form ([`compress::finish`]) while
+//! the worker thread keeps the order.
+//!
+//! How the N threads are spent depends on the method:
+//! - gzip: up to N segments at once, each on a thread of the pool with its
+//!   own compressor;
+//! - zstd: one segment at a time, on the pool's one thread, whose
+//!   compressor has N worker threads of zstd's own that share the segment
+//!   in pieces while the pool's thread reads and writes it (see
+//!   [`crate::codec::Zstd`]). On two cores that was as fast as two
+//!   segments at once, for less CPU time, and it also shares the last
+//!   segment of a run, the one compressed after the end of the input.
 //!
 //! The worker hands over a segment ([`Pool::submit`]) only when a thread
 //! is free, so at most one segment per thread is under way and memory is
@@ -61,13 +70,15 @@ pub trait Owner: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Pool {
     jobs: Sender<Job>,
-    threads: usize,
+    segments: usize,
 }
 
 /// What every thread knows.
 struct Setup {
     method: Method,
     level: u32,
+    /// The worker threads of each compressor (zstd's; gzip has none).
+    workers: u32,
     /// The active file's name, whose segments these are.
     active: OsString,
     mode: u32,
@@ -78,8 +89,9 @@ struct Setup {
 }
 
 impl Pool {
-    /// Starts `threads` (at least 1) threads compressing with `method` at
-    /// `level` into files of permission bits `mode`.
+    /// Starts compressing with `method` at `level` into files of
+    /// permission bits `mode`, on `threads` (at least 1) threads as the
+    /// module docs say.
     pub fn start(
         threads: usize,
         method: Method,
@@ -91,31 +103,36 @@ impl Pool {
     ) -> Result<Pool> {
         let (jobs, receiver) = mpsc::channel();
         let receiver = Arc::new(Mutex::new(receiver));
+        let threads = threads.max(1);
+        let (segments, workers) = match method {
+            Method::Gzip => (threads, 1),
+            Method::Zstd => (1, u32::try_from(threads).unwrap_or(u32::MAX)),
+        };
         let setup = Arc::new(Setup {
             method,
             level,
+            workers,
             active,
             mode,
             prune,
         });
-        let threads = threads.max(1);
-        for i in 0..threads {
+        for i in 0..segments {
             let (receiver, setup, owner) = (receiver.clone(), setup.clone(), owner.clone());
             thread::Builder::new()
                 .name(format!("logpipe-compress-{}", i + 1))
                 .spawn(move || run(&receiver, &setup, &*owner))
                 .context("unable to start a compression thread")?;
         }
-        Ok(Pool { jobs, threads })
+        Ok(Pool { jobs, segments })
     }
 
     /// How many segments may be under way at once.
-    pub fn threads(&self) -> usize {
-        self.threads
+    pub fn segments(&self) -> usize {
+        self.segments
     }
 
     /// Hands `job` to the next free thread. The caller keeps the count:
-    /// at most [`Pool::threads`] jobs not yet [`Owner::done`].
+    /// at most [`Pool::segments`] jobs not yet [`Owner::done`].
     pub fn submit(&self, job: Job) {
         // The threads end only when this sender is dropped, or by a panic
         // outside a job, which would leave the job undone and reported by
@@ -141,13 +158,14 @@ fn run(receiver: &Mutex<Receiver<Job>>, setup: &Setup, owner: &dyn Owner) {
         let held = setup.prune.as_ref().map(Pruner::hold);
         let len = dir.stat(&name).ok().flatten().map_or(0, |m| m.len);
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            let compressor =
-                match &mut compressor {
-                    Some(compressor) => compressor,
-                    slot => slot.insert(Compressor::new(setup.method, setup.level).with_context(
+            let compressor = match &mut compressor {
+                Some(compressor) => compressor,
+                slot => slot.insert(
+                    Compressor::new(setup.method, setup.level, setup.workers).with_context(
                         || format!("unable to start {} compression", setup.method.name()),
-                    )?),
-                };
+                    )?,
+                ),
+            };
             loop {
                 let mut commit = || owner.commit(id);
                 let result =
@@ -225,12 +243,19 @@ mod tests {
 
     #[test]
     fn threads_compress_every_segment_and_report_each_once() {
+        // gzip: three segments at once; zstd: one, with three workers.
+        for (method, segments) in [(Method::Gzip, 3), (Method::Zstd, 1)] {
+            compress_twenty(method, segments);
+        }
+    }
+
+    fn compress_twenty(method: Method, segments: usize) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = Arc::new(Dir::open(tmp.path()).unwrap());
         let name = |n, form| inventory::name("current".as_ref(), id(n), form);
+        let content = |n: u64| format!("segment {n}\n").repeat(1000 * n as usize);
         for n in 1..=20 {
-            let content = format!("segment {n}\n").repeat(1000 * n as usize);
-            std::fs::write(tmp.path().join(name(n, Form::Plain)), content).unwrap();
+            std::fs::write(tmp.path().join(name(n, Form::Plain)), content(n)).unwrap();
         }
         let recorder = Arc::new(Recorder {
             refuse: Some(id(7)),
@@ -238,15 +263,15 @@ mod tests {
         });
         let pool = Pool::start(
             3,
-            Method::Zstd,
-            3,
+            method,
+            method.default_level(),
             "current".into(),
             0o640,
             None,
             recorder.clone(),
         )
         .unwrap();
-        assert_eq!(pool.threads(), 3);
+        assert_eq!(pool.segments(), segments);
         for n in 1..=21 {
             pool.submit(Job {
                 id: id(n),
@@ -264,22 +289,22 @@ mod tests {
             let want = match n {
                 7 => Outcome::Stopped,
                 21 => Outcome::Gone,
-                _ => Outcome::Done(name(n, Form::Zstd)),
+                _ => Outcome::Done(name(n, method.form())),
             };
-            assert_eq!(result.as_ref().unwrap(), &want, "{n}");
+            assert_eq!(result.as_ref().unwrap(), &want, "{method:?} {n}");
         }
         for n in (1..=20).filter(|&n| n != 7) {
-            let file = std::fs::File::open(tmp.path().join(name(n, Form::Zstd))).unwrap();
+            let file = std::fs::File::open(tmp.path().join(name(n, method.form()))).unwrap();
             let mut back = String::new();
-            Method::Zstd
+            method
                 .decoder(file)
                 .unwrap()
                 .read_to_string(&mut back)
                 .unwrap();
-            assert_eq!(back, format!("segment {n}\n").repeat(1000 * n as usize));
+            assert_eq!(back, content(n), "{method:?} {n}");
             assert!(!tmp.path().join(name(n, Form::Plain)).exists());
         }
         assert!(tmp.path().join(name(7, Form::Plain)).exists());
-        assert!(!tmp.path().join(name(7, Form::ZstdTemp)).exists());
+        assert!(!tmp.path().join(name(7, method.temp_form())).exists());
     }
 }

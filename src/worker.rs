@@ -6,9 +6,10 @@
 //! The main loop only hands over the id of each segment it finishes
 //! ([`Worker::finished`]). The worker fsyncs them in batches soon after
 //! (with the state file and the directory), then has the oldest waiting
-//! ones compressed, up to `--compress-threads` at once, by the compression
-//! threads ([`crate::pool`]), and hands them on in segment order, whichever
-//! finishes first: the final path to the hook runner, then retention. When
+//! ones compressed by the compression threads ([`crate::pool`]: with gzip
+//! up to `--compress-threads` segments at once), and hands them on in
+//! segment order, whichever finishes first: the final path to the hook
+//! runner, then retention. When
 //! input outruns compression, the backlog
 //! waits on disk as plain segments and only their ids wait here; the
 //! reading loop never waits.
@@ -64,8 +65,8 @@ pub struct Policy {
     /// The compression method and its level (checked against
     /// [`Method::levels`]), or `None` for no compression.
     pub compress: Option<(Method, u32)>,
-    /// How many segments are compressed at once (`--compress-threads`;
-    /// 0 counts as 1).
+    /// The compression threads (`--compress-threads`; 0 counts as 1), as
+    /// [`crate::pool`] spends them.
     pub threads: usize,
     /// Permission bits of compressed files.
     pub mode: u32,
@@ -722,7 +723,7 @@ impl State {
         let Some(pool) = &self.pool else {
             return status.queue.front().copied().into_iter().collect();
         };
-        let free = pool.threads().saturating_sub(self.in_flight.len());
+        let free = pool.segments().saturating_sub(self.in_flight.len());
         status
             .queue
             .iter()
