@@ -13,10 +13,12 @@
 //!   --compress-threads T DIR/` until logpipe exits (every segment
 //!   compressed), for gzip 1/6/9 and zstd 1/3/9/19 and each T of
 //!   `LOGPIPE_BENCH_THREADS`; in the same rounds `cat CORPUS | gzip -N >
-//!   FILE` and `cat CORPUS | zstd -T1 -N > FILE`. Each round runs every
-//!   case once, in turn, so that the medians compare cases under the same
-//!   load. Bytes on disk, and logpipe's peak RSS (`VmHWM`, read from /proc
-//!   while it runs).
+//!   FILE` and, for each T, `cat CORPUS | zstd -TT -N > FILE`. Each round
+//!   runs every case once, in turn, so that the medians compare cases
+//!   under the same load. Bytes on disk, the CPU seconds of the whole pipeline (user and
+//!   system, `cat` included: on C cores no case can take less than CPU / C
+//!   of wall time), and logpipe's peak RSS (`VmHWM`, read from /proc while
+//!   it runs).
 //! - **sustained**: for each case of `LOGPIPE_BENCH_SUSTAINED` (default
 //!   `gzip-6-1,zstd-3-1,zstd-3-2`: method, level, threads), the highest
 //!   rate of a rate-limited producer at which the backlog of plain
@@ -124,13 +126,15 @@ fn main() {
 }
 
 /// The program and arguments of Debian's tool for `method` at `level`.
-fn tool(method: Method, level: u32) -> Vec<String> {
+/// Debian's program for `method` at `level`; zstd on `threads` threads
+/// (`gzip` has one).
+fn tool(method: Method, level: u32, threads: u16) -> Vec<String> {
     match method {
         Method::Gzip => vec!["gzip".into(), format!("-{level}")],
         Method::Zstd => vec![
             "zstd".into(),
             "-q".into(),
-            "-T1".into(),
+            format!("-T{threads}"),
             format!("-{level}"),
         ],
     }
@@ -163,7 +167,7 @@ fn codec(scratch: &Path, corpus: &Path, runs: usize) {
             our_size = out.0;
             ours.push(bytes / 1e6 / start.elapsed().as_secs_f64());
 
-            let tool = tool(method, level);
+            let tool = tool(method, level, 1);
             let start = Instant::now();
             let out = Command::new(&tool[0])
                 .args(&tool[1..])
@@ -194,13 +198,16 @@ struct Case {
     label: String,
     /// logpipe's method, level and threads; `None`: Debian's tool.
     logpipe: Option<(Method, u32, u16)>,
-    tool: (Method, u32),
+    /// The tool's method, level and threads.
+    tool: (Method, u32, u16),
 }
 
 /// What one run of a case gave.
 #[derive(Default, Clone)]
 struct Sample {
     secs: Vec<f64>,
+    /// User and system seconds of the whole pipeline (`cat` included).
+    cpu: Vec<f64>,
     disk: u64,
     rss_kib: Vec<f64>,
 }
@@ -277,6 +284,17 @@ fn run_logpipe(
     (secs, dir_bytes(dir), rss)
 }
 
+/// User and system seconds of every child process reaped so far (and of
+/// the children they reaped): the difference over a case is its CPU time.
+fn children_cpu() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the pointed-to value.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// Waits for `child`, reading its peak RSS every few milliseconds.
 fn watch(child: &mut Child) -> u64 {
     let mut rss = 0;
@@ -293,8 +311,12 @@ fn watch(child: &mut Child) -> u64 {
 }
 
 /// Runs `cat CORPUS | TOOL > FILE`; (seconds, bytes).
-fn run_tool(file: &Path, corpus: &Path, (method, level): (Method, u32)) -> (f64, u64) {
-    let tool = tool(method, level).join(" ");
+fn run_tool(
+    file: &Path,
+    corpus: &Path,
+    (method, level, threads): (Method, u32, u16),
+) -> (f64, u64) {
+    let tool = tool(method, level, threads).join(" ");
     let start = Instant::now();
     let status = Command::new("sh")
         .arg("-c")
@@ -335,21 +357,29 @@ fn e2e(scratch: &Path, corpus: &Path, bytes: u64, runs: usize) -> Vec<(Case, Sam
                     if t == 1 { "" } else { "s" }
                 ),
                 logpipe: Some((method, level, t)),
-                tool: (method, level),
+                tool: (method, level, t),
             });
         }
-        let tool = tool(method, level).join(" ");
-        cases.push(Case {
-            label: format!("`cat | {tool}`"),
-            logpipe: None,
-            tool: (method, level),
-        });
+        // zstd's own threads for comparison with logpipe's; gzip has one.
+        let tool_threads = match method {
+            Method::Gzip => &[1][..],
+            Method::Zstd => &threads[..],
+        };
+        for &t in tool_threads {
+            let tool = tool(method, level, t).join(" ");
+            cases.push(Case {
+                label: format!("`cat | {tool}`"),
+                logpipe: None,
+                tool: (method, level, t),
+            });
+        }
     }
     let mut samples = vec![Sample::default(); cases.len()];
     let dir = scratch.join("out");
     let file = scratch.join("tool.out");
     for round in 0..runs {
         for (case, sample) in cases.iter().zip(samples.iter_mut()) {
+            let cpu = children_cpu();
             match case.logpipe {
                 Some(setting) => {
                     let (secs, disk, rss) = run_logpipe(&bin, &dir, corpus, setting);
@@ -363,6 +393,7 @@ fn e2e(scratch: &Path, corpus: &Path, bytes: u64, runs: usize) -> Vec<(Case, Sam
                     sample.disk = disk;
                 }
             }
+            sample.cpu.push(children_cpu() - cpu);
         }
         eprintln!("e2e: round {} of {runs} done", round + 1);
     }
@@ -370,8 +401,8 @@ fn e2e(scratch: &Path, corpus: &Path, bytes: u64, runs: usize) -> Vec<(Case, Sam
     println!();
     println!("### e2e: `--size 64M`, until exit");
     println!();
-    println!("| case | seconds | MB/s | bytes on disk | share | peak RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| case | seconds | MB/s | CPU s | bytes on disk | share | peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (case, sample) in cases.iter().zip(&samples) {
         let rss = if sample.rss_kib.is_empty() {
             "".to_string()
@@ -380,10 +411,11 @@ fn e2e(scratch: &Path, corpus: &Path, bytes: u64, runs: usize) -> Vec<(Case, Sam
             format!("{:.1}", kib.iter().copied().fold(0.0, f64::max) / 1024.0)
         };
         println!(
-            "| {} | {} | {:.0} | {} | {:.1}% | {rss} |",
+            "| {} | {} | {:.0} | {:.2} | {} | {:.1}% | {rss} |",
             case.label,
             spread(&sample.secs),
             bytes as f64 / 1e6 / median(&sample.secs),
+            median(&sample.cpu),
             sample.disk,
             sample.disk as f64 / bytes as f64 * 100.0,
         );

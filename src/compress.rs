@@ -337,7 +337,7 @@ fn compress(
     if let Some(why) = not_ours(&plain) {
         return Ok(Outcome::NotOurs(why));
     }
-    let mut output = match dir.create_new(&names.temp, mode, Access::ReadWrite) {
+    let output = match dir.create_new(&names.temp, mode, Access::ReadWrite) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Ok(Outcome::Kept(format!(
@@ -349,7 +349,7 @@ fn compress(
     };
     let temp = sys::meta(&output)?;
     let written = (|| {
-        compressor.compress(&mut input, &mut output)?;
+        compressor.compress(&mut input, &mut Writeback::new(&output))?;
         // Keep the time the segment was finished, as gzip does; retention
         // by age reads it.
         output.set_modified(plain.modified)?;
@@ -389,6 +389,40 @@ fn compress(
     dir.sync()?;
     remove_if_same(dir, &names.plain, &plain)?;
     Ok(Outcome::Done(names.gz.clone()))
+}
+
+/// Bytes written to a compressed file between two starts of its writeback.
+const WRITEBACK_EVERY: usize = 4 << 20;
+
+/// A compressed file being written, whose writeback is started every
+/// [`WRITEBACK_EVERY`] bytes: the disk then writes while the compression
+/// goes on, and the fsync at the end waits for the last few MiB only, not
+/// for the whole file, while the compression of the next segment waits.
+struct Writeback<'a> {
+    file: &'a File,
+    since: usize,
+}
+
+impl<'a> Writeback<'a> {
+    fn new(file: &'a File) -> Writeback<'a> {
+        Writeback { file, since: 0 }
+    }
+}
+
+impl io::Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.since += n;
+        if self.since >= WRITEBACK_EVERY {
+            sys::start_writeback(self.file);
+            self.since = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Both `X` and `X.gz`, both logpipe's: `X` goes only if `X.gz` holds it
