@@ -201,11 +201,11 @@ pub struct Args {
 
     /// Compress on up to N threads.
     ///
-    /// gzip compresses up to N waiting segments at once, each on its own
-    /// thread with its own compressor (about 0.5 MiB each). zstd compresses
-    /// one segment at a time with N threads of its own (a few MiB each at
-    /// low levels, up to 100 MiB at level 19). Hooks still run in segment
-    /// order. 1 to 64.
+    /// gzip, and zstd above level 8, compress up to N waiting segments at
+    /// once, each on its own thread with its own compressor (about 0.5 MiB
+    /// for gzip, up to 100 MiB at zstd 19). zstd up to level 8 compresses
+    /// one segment at a time on N threads (a few MiB each). Hooks still run
+    /// in segment order. 1 to 64.
     #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub compress_threads: u16,
 

@@ -19,17 +19,27 @@ use crate::inventory::Form;
 /// Bytes read from the input, and written to the output, per step.
 const CHUNK: usize = 64 * 1024;
 
-/// The size of the jobs zstd's worker thread is given, up to level
-/// [`SMALL_JOBS_UP_TO`]; above, the library's own (four times the window).
-/// Each job carries a part of the window before it over from the last one
-/// (an eighth at level 3), so small jobs cost little there, and they keep
-/// the buffers small: 256 MiB at level 3 in 64 MiB segments peaked at 14
-/// MiB of RSS, against 40 MiB with the library's 8 MiB jobs, in the same
-/// time and 0.1% more bytes. From level 9 the carried part grows to the
-/// whole window (at 19), and small jobs would redo it: level 19 was
-/// measured a third slower with them.
-const SMALL_JOB: u32 = 2 << 20;
-const SMALL_JOBS_UP_TO: u32 = 8;
+/// The zstd levels at which a segment is shared by the compressor's own
+/// worker threads ([`Zstd`]), in jobs of [`JOB`]. Above, each segment is
+/// compressed on one thread, as gzip is, and more threads compress more
+/// segments at once ([`crate::pool`]).
+///
+/// At the fast levels the reading and writing of the files weighs as much
+/// as the compression, and the job size costs little: each job carries a
+/// part of the window before it over from the last one, an eighth of it at
+/// level 3. There, 1 GiB in 64 MiB segments took 4.10 s on one worker
+/// beside the reading thread, where `zstd -T1` took 3.69 s; and 256 MiB
+/// peaked at 14 MiB of RSS with 2 MiB jobs against 40 MiB with the
+/// library's (8 MiB), in the same time, for 0.2% more bytes. From level 9
+/// the carried part grows, to the whole window at 19: jobs must be large
+/// (at level 19 2 MiB jobs finished two 16 MiB segments in the time the
+/// library's 32 MiB jobs finished three), a segment holds few of them, and
+/// the buffers of large jobs cost memory (85 MiB at level 9 on one worker,
+/// against 19 MiB on one thread alone) for a time the I/O hardly adds to.
+pub const WORKERS_UP_TO: u32 = 8;
+
+/// The size of the jobs of zstd's workers.
+const JOB: u32 = 2 << 20;
 
 /// A compression method of `--compress` other than `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,13 +136,12 @@ pub enum Compressor {
 
 impl Compressor {
     /// A compressor for `method` at `level` (in [`Method::levels`]). A zstd
-    /// compressor gives the compression itself to `threads` worker threads
-    /// of its own (at least one, see [`Zstd`]); a gzip compressor runs on
-    /// the calling thread alone.
-    pub fn new(method: Method, level: u32, threads: u32) -> io::Result<Compressor> {
+    /// compressor gives the compression itself to `workers` threads of its
+    /// own ([`Zstd`]); gzip always compresses on the calling thread.
+    pub fn new(method: Method, level: u32, workers: u32) -> io::Result<Compressor> {
         Ok(match method {
             Method::Gzip => Compressor::Gzip(Gzip::new(level)),
-            Method::Zstd => Compressor::Zstd(Zstd::new(level, threads)?),
+            Method::Zstd => Compressor::Zstd(Zstd::new(level, workers)?),
         })
     }
 
@@ -157,11 +166,12 @@ impl Compressor {
 /// A zstd compressor: one compression context of the reference library,
 /// reused from file to file, and two buffers.
 ///
-/// The context has worker threads of its own (zstd's `NbWorkers`, as `zstd
-/// -T1` or `-TN` runs): they compress the segment in pieces (jobs) while
-/// the calling thread reads it and writes what came out, so that the file
-/// I/O and the compression do not wait for each other, and N workers share
-/// one segment. The output does not depend on their number.
+/// With workers (up to level [`WORKERS_UP_TO`]), the context has threads
+/// of its own (zstd's `NbWorkers`, as `zstd -T1` or `-TN` runs): they
+/// compress the segment in jobs while the calling thread reads it and
+/// writes what came out, so that the file I/O and the compression do not
+/// wait for each other, and N workers share one segment. The output does
+/// not depend on their number.
 pub struct Zstd {
     level: u32,
     workers: u32,
@@ -182,10 +192,10 @@ fn zstd_error(code: usize) -> io::Error {
 }
 
 impl Zstd {
-    /// A compressor at `level` (1..=19) with `workers` threads (at least
-    /// one), writing a content checksum in every frame.
+    /// A compressor at `level` (1..=19) with `workers` threads of its own
+    /// (0: it compresses on the calling thread), writing a content
+    /// checksum in every frame.
     pub fn new(level: u32, workers: u32) -> io::Result<Zstd> {
-        let workers = workers.max(1);
         Ok(Zstd {
             level,
             workers,
@@ -198,19 +208,18 @@ impl Zstd {
     fn context(level: u32, workers: u32) -> io::Result<CCtx<'static>> {
         let mut context = CCtx::try_create()
             .ok_or_else(|| io::Error::other("zstd: unable to allocate a compression context"))?;
-        let job = if level <= SMALL_JOBS_UP_TO {
-            SMALL_JOB
-        } else {
-            0
-        };
         let level = i32::try_from(level).map_err(io::Error::other)?;
         for parameter in [
             CParameter::CompressionLevel(level),
             CParameter::ChecksumFlag(true),
             CParameter::NbWorkers(workers),
-            CParameter::JobSize(job),
         ] {
             context.set_parameter(parameter).map_err(zstd_error)?;
+        }
+        if workers > 0 {
+            context
+                .set_parameter(CParameter::JobSize(JOB))
+                .map_err(zstd_error)?;
         }
         Ok(context)
     }
@@ -331,10 +340,10 @@ mod tests {
 
     #[test]
     fn zstd_output_is_the_same_for_any_number_of_workers() {
-        // Several jobs of SMALL_JOB at level 3, several of the library's
-        // size at 9.
+        // Several jobs of JOB, at the default level and at the last level
+        // that has workers.
         let input = lines(12 << 20);
-        for level in [3, 9] {
+        for level in [3, WORKERS_UP_TO] {
             let mut outputs = Vec::new();
             for workers in [1, 2, 3] {
                 let mut out = Vec::new();

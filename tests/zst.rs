@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::compress::assert_all_compressed;
 use crate::corpus::{lines, mixed};
@@ -210,8 +212,8 @@ fn levels_are_checked_per_method() {
 }
 
 /// Two compression threads: byte-exact for both methods, and the hooks run
-/// in segment order although a small segment after an oversized one is
-/// compressed first.
+/// in segment order although, with gzip (two segments at once), a small
+/// segment after an oversized one is compressed first.
 #[test]
 fn two_compression_threads_keep_content_and_hook_order() {
     for method in ["gzip", "zstd"] {
@@ -238,4 +240,69 @@ fn two_compression_threads_keep_content_and_hook_order() {
         assert_eq!(env.collated_sha("out/current"), sha(&input), "{method}");
         crate::util::assert_hooked_in_order(&hooks, &segments, method);
     }
+}
+
+/// The threads of logpipe whose name says they compress (`logpipe-compress-N`,
+/// shortened by the kernel to 15 bytes; zstd's workers inherit the name of
+/// the thread that starts them).
+fn compressing_threads(pid: u32) -> usize {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("logpipe-compres"))
+        .count()
+}
+
+/// `--compress-threads 3` spends three threads on compression: with gzip
+/// and zstd 9, three threads of logpipe's, each with a segment of its own;
+/// with zstd 3, one thread of logpipe's that reads and writes, and three
+/// of zstd's own that compress. Either way the content is byte-exact.
+#[test]
+fn compress_threads_are_the_threads_that_compress() {
+    for (method, level, want) in [("gzip", "6", 3), ("zstd", "3", 4), ("zstd", "9", 3)] {
+        let env = TestEnv::new();
+        let input = lines(0x7e4d_0001, 6 << 20);
+        let args = [
+            "--compress",
+            method,
+            "--level",
+            level,
+            "--compress-threads",
+            "3",
+            "--size",
+            "2M",
+            "out/",
+        ];
+        let mut child = env.spawn(&args);
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(&input).expect("feed logpipe");
+        // The first compressed segment: its compressor, with zstd's
+        // workers, is kept for the next one until logpipe stops.
+        env.wait_until("a compressed segment", Duration::from_secs(120), || {
+            fs::read_dir(env.path("out")).is_ok_and(|dir| {
+                dir.filter_map(Result::ok).any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .ends_with(method_suffix(method))
+                })
+            })
+        });
+        let threads = compressing_threads(child.id());
+        drop(stdin);
+        let run = env.finish(child, method);
+        assert!(run.status.success(), "{method} {level}: {run:?}");
+        assert_eq!(threads, want, "{method} {level}: compressing threads");
+        assert_all_compressed(&env, "out/current", method);
+        assert_eq!(
+            env.collated_sha("out/current"),
+            sha(&input),
+            "{method} {level}"
+        );
+    }
+}
+
+fn method_suffix(method: &str) -> &'static str {
+    if method == "gzip" { ".gz" } else { ".zst" }
 }
