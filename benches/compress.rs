@@ -454,6 +454,7 @@ fn sustained(scratch: &Path, corpus: &Path) {
         // backlog stays bounded, to find a rate at which it does not.
         let setting = (method, level, threads);
         let (quick, _, _) = run_logpipe(&bin, &scratch.join("out"), corpus, setting);
+        let whole = fs::metadata(corpus).expect("the corpus").len();
         let mut tries = Vec::new();
         let mut attempt = |rate: f64| {
             let (bounded, end, max) =
@@ -461,7 +462,7 @@ fn sustained(scratch: &Path, corpus: &Path) {
             tries.push(format!("{rate:.0}: {end}, {max}"));
             bounded
         };
-        let (mut lo, mut hi) = (0.0, n as f64 / 1e6 / quick);
+        let (mut lo, mut hi) = (0.0, whole as f64 / 1e6 / quick);
         let mut unbounded = false;
         for _ in 0..4 {
             if !attempt(hi) {

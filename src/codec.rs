@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::ops::RangeInclusive;
 
-use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer};
+use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer, ResetDirective};
 
 use crate::gzip::{Gzip, read_full};
 use crate::inventory::Form;
@@ -231,7 +231,14 @@ impl Zstd {
             // A frame given up on: its jobs are waited for when the old
             // context goes, and a context whose worker failed a job takes
             // no other multithreaded frame, so the next file gets a new one.
-            self.context = Zstd::context(self.level, self.workers)?;
+            match Zstd::context(self.level, self.workers) {
+                Ok(context) => self.context = context,
+                // None can be made: the old one, reset, starts the next
+                // frame clean, or refuses it if its workers failed.
+                Err(_) => {
+                    let _ = self.context.reset(ResetDirective::SessionOnly);
+                }
+            }
         }
         result
     }
