@@ -30,12 +30,14 @@ const CHUNK: usize = 64 * 1024;
 /// level 3. There, 1 GiB in 64 MiB segments took 4.10 s on one worker
 /// beside the reading thread, where `zstd -T1` took 3.69 s; and 256 MiB
 /// peaked at 14 MiB of RSS with 2 MiB jobs against 40 MiB with the
-/// library's (8 MiB), in the same time, for 0.2% more bytes. From level 9
-/// the carried part grows, to the whole window at 19: jobs must be large
-/// (at level 19 2 MiB jobs finished two 16 MiB segments in the time the
-/// library's 32 MiB jobs finished three), a segment holds few of them, and
-/// the buffers of large jobs cost memory (85 MiB at level 9 on one worker,
-/// against 19 MiB on one thread alone) for a time the I/O hardly adds to.
+/// library's (8 MiB), in the same time, for 0.2% more bytes. The carried
+/// part grows with the level, to the whole window at 19 (where 2 MiB jobs
+/// finished two 16 MiB segments in the time the library's 32 MiB jobs
+/// finished three), while the reading and writing count less and less. At
+/// level 9 the two ways were about even on 256 MiB: one worker was 5%
+/// faster than one thread alone (5.32 s against 5.66 s, 24 against 19 MiB
+/// of RSS), but with two threads, two segments side by side were 7%
+/// faster than one segment on two workers (3.13 s against 3.39 s).
 pub const WORKERS_UP_TO: u32 = 8;
 
 /// The size of the jobs of zstd's workers.

@@ -653,6 +653,8 @@ struct CrashPlan {
     compress: (&'static str, &'static str),
     /// `--compress-threads`.
     threads: &'static str,
+    /// `--size`, as given and in bytes.
+    size: (&'static str, u64),
 }
 
 /// Repeated SIGKILLs lose at most a read buffer per kill, never reorder,
@@ -669,6 +671,7 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer() {
         kill_after_ms: (1, 30),
         compress: ("gzip", "9"),
         threads: "1",
+        size: ("8K", 8 << 10),
     });
 }
 
@@ -683,6 +686,22 @@ fn sigkill_during_zstd_compression_leaves_a_valid_set() {
         kill_after_ms: (1, 30),
         compress: ("zstd", "19"),
         threads: "2",
+        size: ("8K", 8 << 10),
+    });
+}
+
+/// The same with zstd's own workers: `--level 8` (the slowest level that
+/// has them) on two threads, in 4 MiB segments of two jobs each, so that
+/// kills catch both workers at a segment.
+#[test]
+fn sigkill_while_zstds_workers_compress_leaves_a_valid_set() {
+    crash_test(CrashPlan {
+        rounds: 20,
+        per_round: Some(12 << 20),
+        kill_after_ms: (20, 200),
+        compress: ("zstd", "8"),
+        threads: "2",
+        size: ("4M", 4 << 20),
     });
 }
 
@@ -698,6 +717,7 @@ fn sigkill_at_random_moments_loses_at_most_the_read_buffer_long() {
         kill_after_ms: (20, 300),
         compress: ("gzip", "9"),
         threads: "1",
+        size: ("8K", 8 << 10),
     });
 }
 
@@ -773,7 +793,7 @@ fn crash_test(plan: CrashPlan) {
     let (method, level) = plan.compress;
     let args = [
         "--size",
-        "8K",
+        plan.size.0,
         "--compress",
         method,
         "--level",
@@ -786,7 +806,7 @@ fn crash_test(plan: CrashPlan) {
         "--shutdown-timeout",
         "600s",
         "--size",
-        "8K",
+        plan.size.0,
         "--compress",
         method,
         "--level",
@@ -860,7 +880,7 @@ fn crash_test(plan: CrashPlan) {
 
     stats.gz_checked += check_new_gz(&out, &mut checked);
     let segments = assert_all_compressed(&env, "out/current", method);
-    check_segments(&segments, 8 << 10);
+    check_segments(&segments, plan.size.1);
     let mut output = Vec::new();
     for seg in &segments {
         output.extend_from_slice(&seg.read());
