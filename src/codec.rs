@@ -20,7 +20,7 @@ use crate::inventory::Form;
 const CHUNK: usize = 64 * 1024;
 
 /// The zstd levels at which a segment is shared by the compressor's own
-/// worker threads ([`Zstd`]), in jobs of [`JOB`]. Above, each segment is
+/// worker threads ([`Zstd`]), in jobs of 2 MiB. Above, each segment is
 /// compressed on one thread, as gzip is, and more threads compress more
 /// segments at once ([`crate::pool`]).
 ///
