@@ -97,6 +97,11 @@ fn assert_all_gzip(env: &TestEnv, active: &str) -> Vec<Seg> {
     assert_all_compressed(env, active, "gzip")
 }
 
+/// The name ending of a segment compressed by `--compress METHOD`.
+pub fn suffix(method: &str) -> &'static str {
+    if method == "zstd" { ".zst" } else { ".gz" }
+}
+
 /// Asserts that every finished segment of `active` is compressed with
 /// `method` (`gzip`: passes `gzip -t`; `zstd`: decompresses in full with a
 /// valid checksum), that none is left plain or compressed otherwise, and no
@@ -115,7 +120,7 @@ pub fn assert_all_compressed(env: &TestEnv, active: &str, method: &str) -> Vec<S
         .map(|f| f.3.display().to_string())
         .collect();
     assert!(plain.is_empty(), "plain segments left: {}", few(&plain));
-    let suffix = if method == "zstd" { ".zst" } else { ".gz" };
+    let suffix = suffix(method);
     let other: Vec<_> = files
         .iter()
         .map(|f| f.3.display().to_string())

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::compress::assert_all_compressed;
+use crate::compress::{assert_all_compressed, suffix};
 use crate::corpus::{lines, mixed};
 use crate::util::{TestEnv, check_segments, ensure_program, sha};
 
@@ -282,11 +282,8 @@ fn compress_threads_are_the_threads_that_compress() {
         // workers, is kept for the next one until logpipe stops.
         env.wait_until("a compressed segment", Duration::from_secs(120), || {
             fs::read_dir(env.path("out")).is_ok_and(|dir| {
-                dir.filter_map(Result::ok).any(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .ends_with(method_suffix(method))
-                })
+                dir.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(suffix(method)))
             })
         });
         let threads = compressing_threads(child.id());
@@ -301,8 +298,4 @@ fn compress_threads_are_the_threads_that_compress() {
             "{method} {level}"
         );
     }
-}
-
-fn method_suffix(method: &str) -> &'static str {
-    if method == "gzip" { ".gz" } else { ".zst" }
 }
